@@ -1,0 +1,37 @@
+"""Audit event names: past-tense ``source:subject:action`` tags, one constant each."""
+
+from __future__ import annotations
+
+# vault
+TENANT_CREATED = "vault:tenant:created"
+DEPARTMENT_CREATED = "vault:department:created"
+CATEGORY_REGISTERED = "vault:category:registered"
+RESIDENT_ADDED = "vault:resident:added"
+RESIDENT_ERASED = "vault:resident:erased"
+RESIDENT_EXPORTED = "vault:resident:exported"
+RECORD_WRITTEN = "vault:record:written"
+RECORD_READ = "vault:record:read"
+RECORDS_LISTED = "vault:records:listed"
+RECORD_IMPORTED = "vault:record:imported"
+RECORD_IMPORT_FAILED = "vault:record:import_failed"
+KEY_ROTATED = "vault:key:rotated"
+# consent
+CLIENT_CREATED = "consent:client:created"
+PURPOSE_ADDED = "consent:purpose:added"
+REQUEST_CREATED = "consent:request:created"
+REQUEST_APPROVED = "consent:request:approved"
+REQUEST_DENIED = "consent:request:denied"
+REQUEST_EXPIRED = "consent:request:expired"
+GRANT_REVOKED = "consent:grant:revoked"
+TOKEN_ISSUED = "consent:token:issued"
+TOKEN_REFUSED = "consent:token:refused"
+TOKEN_REVOKED = "consent:token:revoked"
+CLIENT_AUTH_FAILED = "consent:client:authentication_failed"
+SIGNING_KEY_ROTATED = "consent:signing_key:rotated"
+REPRESENTATIVE_APPOINTED = "consent:representative:appointed"
+# audit
+CHECKPOINT_SIGNED = "audit:checkpoint:signed"
+LOG_SEARCHED = "audit:log:searched"
+LOG_EXPORTED = "audit:log:exported"
+LOG_VERIFIED = "audit:log:verified"
+FINDING_REVIEWED = "audit:finding:reviewed"

@@ -1,0 +1,1 @@
+"""Kluis: the shell around the domain packages (settings, database, web app, CLI)."""

@@ -1,0 +1,141 @@
+"""Pure ASGI middleware (cheap on the hot path): request id, trace context, security headers,
+``API-Version``, and request limits (body size, header size) answered as problem+json."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+API_VERSION = "1.0.0"
+MAX_HEADER_BYTES = 16 * 1024
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+# Pages: own origin only; no inline script; inline style attributes are not used either.
+PAGE_CSP = (
+    b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def _problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    rid: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    body = json.dumps(
+        {
+            "type": "urn:kluis:problem:" + code,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": f"urn:kluis:request:{rid}",
+            "request_id": rid,
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    headers += extra_headers or []
+    return {"type": "http.response.start", "status": status, "headers": headers}, body
+
+
+class KluisMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts: bool = True) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = secrets.token_hex(8)
+        scope["kluis.request_id"] = rid
+        scope.setdefault("state", {})["request_id"] = rid
+        path: str = scope.get("path", "")
+        is_api = path.startswith(("/api/", "/oauth/", "/.well-known/", "/health", "/metrics"))
+        extra = [
+            (b"x-request-id", rid.encode()),
+            (b"cache-control", b"no-store"),
+            (b"content-security-policy", API_CSP if is_api else PAGE_CSP),
+        ]
+        if path.startswith("/api/"):
+            extra.append((b"api-version", API_VERSION.encode()))
+        security = SECURITY_HEADERS if self.hsts else SECURITY_HEADERS[:1] + SECURITY_HEADERS[2:]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers += [(k, v) for k, v in security + extra if k not in present]
+                message["headers"] = headers
+            await send(message)
+
+        header_bytes = sum(len(k) + len(v) for k, v in scope.get("headers", []))
+        if header_bytes > MAX_HEADER_BYTES:
+            await self._reject(
+                send_with_headers,
+                431,
+                "headers-too-large",
+                "Request headers too large",
+                "the request headers are too large",
+                rid,
+            )
+            return
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._reject(
+                send_with_headers,
+                413,
+                "payload-too-large",
+                "Request body too large",
+                f"the request body may be at most {self.max_body_bytes} bytes",
+                rid,
+            )
+            return
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLargeError
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLargeError:
+            await self._reject(
+                send_with_headers,
+                413,
+                "payload-too-large",
+                "Request body too large",
+                f"the request body may be at most {limit} bytes",
+                rid,
+            )
+
+    @staticmethod
+    async def _reject(send: Send, status: int, code: str, title: str, detail: str, rid: str) -> None:
+        start, body = _problem(status, code, title, detail, rid)
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLargeError(Exception):
+    pass

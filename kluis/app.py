@@ -1,0 +1,47 @@
+"""``create_app()``: the web application's composition root."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kluis.api import problems
+from kluis.api.middleware import KluisMiddleware
+from kluis.settings import Settings
+from kluis.wiring import Services, build_services
+
+OPENAPI_URL = "/api/v1/openapi.json"
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="Kluis",
+        version="1.0.0",
+        summary="Citizen-controlled personal data vault: consent, department data API, audit log.",
+        openapi_url=OPENAPI_URL,
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.settings = settings
+    problems.install(app)
+    from kluis.api import routers
+
+    routers.include_all(app)
+    app.add_middleware(
+        KluisMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        hsts=settings.public_base_url.startswith("https://") or settings.is_production,
+    )
+    return app

@@ -1,0 +1,105 @@
+"""Database engines and units of work for SQLite (embedded default) and PostgreSQL (multi-node).
+
+SQLite runs in WAL mode with foreign keys on. Python's sqlite3 module opens transactions lazily and
+only before writes, which makes "read, then write" transactions fail with SQLITE_BUSY under
+concurrency; we therefore take transaction control ourselves: write units of work start with
+``BEGIN IMMEDIATE`` (the database write lock is taken up front, so sequence numbers assigned inside
+are serialised), read units of work with a plain deferred ``BEGIN``. On PostgreSQL both kinds share
+one engine; serialisation of the audit log is done by ``SELECT ... FOR UPDATE`` in ``audit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session
+
+
+def _sqlite_engine(url: str, *, begin: str, synchronous: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see module docstring
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """The engines of one deployment and the units of work on them."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool: bool = True) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        if self.dialect == "sqlite":
+            path = make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous)
+            self.read_engine = _sqlite_engine(url, begin="BEGIN", synchronous=sqlite_synchronous)
+        else:
+            kwargs: dict[str, Any] = {"pool_pre_ping": True}
+            if not pool:
+                kwargs = {"poolclass": NullPool}
+            self.write_engine = create_engine(url, **kwargs)
+            self.read_engine = self.write_engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write unit of work. Services commit explicitly; anything uncommitted is rolled back."""
+        with Session(self.write_engine, expire_on_commit=False) as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only unit of work (never blocks writers on SQLite)."""
+        with Session(self.read_engine, expire_on_commit=False) as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        with self.write_engine.begin() as connection:
+            config = alembic_config(self.url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config

@@ -1,0 +1,1 @@
+"""The demo municipality and its fictitious residents."""

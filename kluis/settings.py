@@ -1,0 +1,53 @@
+"""Settings, read once from ``KLUIS_*`` environment variables into one object.
+
+The object is created by the composition roots (``create_app()``, the CLI), never at import time,
+so tests and several apps in one process can each have their own.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KLUIS_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".kluis")
+    database_url: str | None = None
+    issuer: str = "http://127.0.0.1:8000"
+    base_url: str | None = None
+    key_file: Path | None = None
+    # FULL makes every commit survive power loss; the hot path groups commits to pay for it once.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    allow_sqlite_in_production: bool = False
+    allow_client_secret_in_production: bool = False
+    session_secret: str | None = None
+    access_token_lifetime_seconds: int = Field(default=300, ge=30, le=300)
+    consent_request_lifetime_seconds: int = Field(default=3600, ge=60)
+    poll_interval_seconds: int = Field(default=2, ge=1)
+    max_body_bytes: int = 256 * 1024
+    rate_limit_per_minute: int = 6000
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'kluis.db').resolve()}"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        return self.key_file if self.key_file is not None else self.data_dir / "keys.json"
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.base_url or self.issuer).rstrip("/")
