@@ -31,8 +31,10 @@ from vault.errors import (
     DuplicateResidentError,
     DuplicateTenantError,
     InvalidBsnError,
+    InvalidInputError,
     InvalidRecordError,
     InvalidSlugError,
+    NotFoundError,
     RecordNotFoundError,
     ResidentErasedError,
     ResidentNotFoundError,
@@ -282,7 +284,9 @@ class VaultService:
         ).one()
         session.execute(delete(RecordVersion).where(col(RecordVersion.record_id).in_(record_ids)))
         session.execute(
-            delete(Record).where(col(Record.resident_id) == resident.id, col(Record.tenant_id) == resident.tenant_id)
+            delete(Record).where(
+                col(Record.resident_id) == resident.id, col(Record.tenant_id) == resident.tenant_id
+            )
         )
         resident.wrapped_data_key = None
         resident.bsn_ciphertext = None
@@ -560,3 +564,162 @@ class VaultService:
             for old in retired:
                 self.keys.destroy_kek(tenant.id, old)
         return retired
+
+    # -- the department data path -----------------------------------------------------------------
+    def _granted(
+        self,
+        session: Session,
+        ctx: Context,
+        grant: AccessGrant,
+        name: str,
+        category: str | None,
+        *,
+        write: bool = False,
+    ) -> Resident:
+        """The live checks every department request passes; a refusal is audited and committed."""
+        categories = [category] if category else []
+        reason = (
+            grant.covers(category, ctx.now)
+            if category
+            else ("grant_expired" if ctx.now >= grant.valid_until else None)
+        )
+        if reason is None and write and category not in grant.may_write:
+            reason = "write_not_granted"
+        resident = session.get(Resident, grant.resident_id)
+        if resident is None or resident.tenant_id != grant.tenant_id:
+            resident, reason = None, reason or "resident_unknown"
+        elif resident.erased_at is not None:
+            reason = reason or "resident_erased"
+        if reason is not None:
+            raise self.deny(session, ctx, grant, name, reason, categories, resident)
+        assert resident is not None
+        return resident
+
+    def list_granted(self, session: Session, ctx: Context, grant: AccessGrant) -> list[RecordSummary]:
+        resident = self._granted(session, ctx, grant, tags.RECORDS_LISTED, None)
+        summaries = [s for s in self.summaries(session, resident) if s.category in grant.categories]
+        self.audit(
+            session,
+            ctx,
+            grant.tenant_id,
+            tags.RECORDS_LISTED,
+            resident=resident,
+            decision="allow",
+            categories=[s.category for s in summaries],
+            grant=grant,
+        )
+        session.commit()
+        return summaries
+
+    def read_granted(
+        self,
+        session: Session,
+        ctx: Context,
+        grant: AccessGrant,
+        category: str,
+        *,
+        version: int | None = None,
+        fields: tuple[str, ...] | None = None,
+    ) -> RecordContent:
+        """A department's read: live checks, decrypt, audit entry committed, then the data."""
+        resident = self._granted(session, ctx, grant, tags.RECORD_READ, category)
+        record = session.exec(
+            select(Record).where(
+                Record.tenant_id == grant.tenant_id,
+                Record.resident_id == resident.id,
+                Record.category == category,
+            )
+        ).first()
+        wanted = version if version is not None else (record.current_version if record else 0)
+        row = session.get(RecordVersion, (record.id, wanted)) if record is not None else None
+        if record is None or row is None:
+            self.audit(
+                session,
+                ctx,
+                grant.tenant_id,
+                tags.RECORD_READ,
+                resident=resident,
+                decision="allow",
+                status="error",
+                reason="record_not_found",
+                categories=[category],
+                grant=grant,
+            )
+            session.commit()
+            raise RecordNotFoundError
+        content = self.decrypt(resident, record, row)
+        if fields is not None:
+            content = RecordContent(
+                content.category,
+                content.version,
+                content.updated_at,
+                content.source,
+                {k: v for k, v in content.data.items() if k in fields},
+            )
+        self.audit(
+            session,
+            ctx,
+            grant.tenant_id,
+            tags.RECORD_READ,
+            resident=resident,
+            decision="allow",
+            categories=[category],
+            grant=grant,
+            details={"version": wanted, "fields": ",".join(fields) if fields is not None else None},
+        )
+        session.commit()  # the entry is durable before any decrypted byte leaves
+        return content
+
+    def history_granted(
+        self, session: Session, ctx: Context, grant: AccessGrant, category: str
+    ) -> list[RecordSummary]:
+        resident = self._granted(session, ctx, grant, tags.RECORD_READ, category)
+        if not grant.may_read_history:
+            raise self.deny(
+                session, ctx, grant, tags.RECORD_READ, "history_not_granted", [category], resident
+            )
+        try:
+            versions = self.history(session, resident, category)
+        except RecordNotFoundError:
+            versions = []
+        self.audit(
+            session,
+            ctx,
+            grant.tenant_id,
+            tags.RECORD_READ,
+            resident=resident,
+            decision="allow",
+            categories=[category],
+            grant=grant,
+            details={"history": True},
+        )
+        session.commit()
+        if not versions:
+            raise RecordNotFoundError
+        return versions
+
+    def write_granted(
+        self, session: Session, ctx: Context, grant: AccessGrant, category: str, data: Any
+    ) -> RecordSummary:
+        resident = self._granted(session, ctx, grant, tags.RECORD_WRITTEN, category, write=True)
+        try:
+            return self.put_record(
+                session, ctx, resident, category, data, source=f"department:{grant.department}", grant=grant
+            )
+        except (InvalidInputError, NotFoundError) as exc:
+            # The attempt is audited too; the refused document itself is not kept anywhere.
+            session.rollback()
+            self.audit(
+                session,
+                ctx,
+                grant.tenant_id,
+                tags.RECORD_WRITTEN,
+                resident=resident,
+                decision="allow",
+                status="error",
+                reason=type(exc).__name__,
+                categories=[category],
+                grant=grant,
+            )
+            session.commit()
+            raise
