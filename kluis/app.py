@@ -18,6 +18,13 @@ OPENAPI_URL = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or Settings()
     services = services or build_services(settings)
+    if settings.is_production:
+        from kluis.doctor import all_problems
+
+        problems = all_problems(services)
+        if problems:
+            services.close()
+            raise SystemExit("kluis: refusing to start in production:\n- " + "\n- ".join(problems))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

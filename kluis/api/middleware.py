@@ -7,7 +7,10 @@ import json
 import secrets
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kluis.api.limits import MAX_JSON_DEPTH, JsonDepthScanner
 
 API_VERSION = "1.0.0"
 MAX_HEADER_BYTES = 16 * 1024
@@ -108,14 +111,19 @@ class KluisMiddleware:
 
         received = 0
         limit = self.max_body_bytes
+        content_type = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"")
+        scanner = JsonDepthScanner() if b"json" in content_type else None
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
                     raise BodyTooLargeError
+                if scanner is not None and scanner.feed(chunk) > MAX_JSON_DEPTH:
+                    raise JsonTooDeepError
             return message
 
         try:
@@ -129,6 +137,15 @@ class KluisMiddleware:
                 f"the request body may be at most {limit} bytes",
                 rid,
             )
+        except JsonTooDeepError:
+            await self._reject(
+                send_with_headers,
+                400,
+                "json-too-deep",
+                "Invalid request",
+                f"JSON may be nested at most {MAX_JSON_DEPTH} levels deep",
+                rid,
+            )
 
     @staticmethod
     async def _reject(send: Send, status: int, code: str, title: str, detail: str, rid: str) -> None:
@@ -137,5 +154,13 @@ class KluisMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """An HTTPException so that FastAPI's body parsing passes it through unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is too large")
+
+
+class JsonTooDeepError(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(400, f"JSON may be nested at most {MAX_JSON_DEPTH} levels deep")

@@ -226,7 +226,12 @@ def serve(
     """Serve the API, the resident portal and the privacy-officer console (uvicorn)."""
     import uvicorn
 
-    Settings()  # fail early on invalid settings
+    from kluis.doctor import all_problems
+
+    with services() as svc:
+        problems = all_problems(svc) if svc.settings.is_production else []
+    if problems:
+        fail("refusing to start in production: " + "; ".join(problems))
     uvicorn.run(
         "kluis.app:create_app",
         factory=True,

@@ -1,0 +1,293 @@
+"""Benchmark: an audited, consented record read versus a bare FastAPI endpoint, over loopback.
+
+Both servers run as uvicorn with one worker; wrk (Debian package ``wrk``) is the load generator.
+For each database (SQLite with ``synchronous=FULL``, PostgreSQL with ``synchronous_commit=on``) and
+each concurrency (1, 16, 64) it reports requests/s and p50/p99 latency of both, and the ratio of
+the audited read's throughput to the bare endpoint's, measured in the same run.
+
+usage: python -m bench.bench_read [--seconds 10] [--runs 3] [--concurrency 1,16,64] [--db sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+POSTGRES = os.environ.get("KLUIS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+BSN = "999993653"
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+@contextmanager
+def server(args: list[str], env: dict[str, str], health: str) -> Iterator[None]:
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(health)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def parse_wrk(output: str) -> Figures:
+    def ms(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} non-2xx answers during the run")
+    return Figures(rps, p50, p99)
+
+
+def wrk(url: str, connections: int, seconds: int, token: str | None) -> Figures:
+    cmd = [
+        "wrk",
+        "--latency",
+        "-t",
+        "1" if connections < 4 else "2",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+    ]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def kluis_env(data_dir: str, base: str, database_url: str | None) -> dict[str, str]:
+    env = dict(
+        os.environ,
+        KLUIS_DATA_DIR=data_dir,
+        KLUIS_ENV="development",
+        KLUIS_ISSUER=base,
+        KLUIS_BASE_URL=base,
+        KLUIS_RATE_LIMIT_PER_MINUTE="100000000",
+    )
+    if database_url:
+        env["KLUIS_DATABASE_URL"] = database_url
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "kluis", *args], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def set_up(env: dict[str, str], data_dir: str) -> tuple[str, str]:
+    """A municipality, a client and an approved grant, through the public contracts only."""
+    cli(env, "init")
+    cli(env, "tenant", "create", "bench", "--name", "Bench")
+    cli(env, "department", "create", "--tenant", "bench", "inkomen", "--name", "Werk en inkomen")
+    cli(
+        env,
+        "purpose",
+        "add",
+        "--tenant",
+        "bench",
+        "bijstand",
+        "--description-nl",
+        "Bijstand",
+        "--description-en",
+        "Assistance",
+        "--legal-basis",
+        "consent",
+        "--categories",
+        "inkomen",
+        "--max-days",
+        "90",
+    )
+    client = json.loads(
+        cli(env, "client", "create", "--tenant", "bench", "--department", "inkomen", "--secret", "--json")
+    )
+    cli(env, "resident", "add", "--tenant", "bench", "--bsn", BSN)
+    record = Path(data_dir) / "inkomen.json"
+    # ~2 KiB of content, as in the performance notes.
+    record.write_text(json.dumps({"maandinkomen": 2100.0, "werkgever": "Bench BV " + "x" * 1900}))
+    cli(
+        env,
+        "record",
+        "put",
+        "--tenant",
+        "bench",
+        "--bsn",
+        BSN,
+        "--category",
+        "inkomen",
+        "--file",
+        str(record),
+    )
+    resident_token = cli(env, "dev-token", "--tenant", "bench", "--bsn", BSN).splitlines()[-1]
+    return f"{client['client_id']}:{client['client_secret']}", resident_token
+
+
+def obtain_token(base: str, credentials: str, resident_token: str, auth_req_id: list[str]) -> str:
+    client_id, secret = credentials.split(":", 1)
+    auth = (client_id, secret)
+    if not auth_req_id:
+        details = json.dumps([{"type": "kluis:records", "categories": ["inkomen"], "purpose": "bijstand"}])
+        r = httpx.post(
+            base + "/oauth/bc-authorize",
+            auth=auth,
+            data={"login_hint": BSN, "authorization_details": details},
+        )
+        r.raise_for_status()
+        auth_req_id.append(r.json()["auth_req_id"])
+        me = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {resident_token}"})
+        pending = [
+            x for x in me.get("/api/v1/me/consent-requests").json()["items"] if x["status"] == "pending"
+        ]
+        me.post(f"/api/v1/me/consent-requests/{pending[0]['id']}/approve", json={}).raise_for_status()
+    for _ in range(30):
+        r = httpx.post(
+            base + "/oauth/token",
+            auth=auth,
+            data={"grant_type": "urn:openid:params:grant-type:ciba", "auth_req_id": auth_req_id[0]},
+        )
+        if r.status_code == 200:
+            return str(r.json()["access_token"])
+        time.sleep(2.1)
+    raise RuntimeError(f"no token: {r.text[:200]}")
+
+
+def median(values: list[Figures]) -> Figures:
+    return Figures(
+        statistics.median(v.rps for v in values),
+        statistics.median(v.p50_ms for v in values),
+        statistics.median(v.p99_ms for v in values),
+    )
+
+
+def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tuple[int, Figures, Figures]]:
+    data_dir = tempfile.mkdtemp(prefix="kluis-bench-")
+    port, bare_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    database_url = None
+    schema_engine = None
+    if db == "postgres":
+        name = f"kluis_bench_{os.getpid()}"
+        schema_engine = create_engine(POSTGRES + "/postgres", isolation_level="AUTOCOMMIT")
+        with schema_engine.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            c.execute(text(f"CREATE DATABASE {name}"))
+        database_url = f"{POSTGRES}/{name}"
+    env = kluis_env(data_dir, base, database_url)
+    results = []
+    try:
+        credentials, resident_token = set_up(env, data_dir)
+        uvicorn = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--workers",
+            "1",
+        ]
+        with (
+            server(
+                [*uvicorn, "--factory", "kluis.app:create_app", "--port", str(port)],
+                env,
+                base + "/health/live",
+            ),
+            server(
+                [*uvicorn, "bench.bare_app:app", "--port", str(bare_port)],
+                env,
+                f"http://127.0.0.1:{bare_port}/constant",
+            ),
+        ):
+            auth_req: list[str] = []
+            for connections in concurrencies:
+                bare_runs, read_runs = [], []
+                for _ in range(runs):
+                    token = obtain_token(base, credentials, resident_token, auth_req)
+                    bare_runs.append(
+                        wrk(f"http://127.0.0.1:{bare_port}/constant", connections, seconds, None)
+                    )
+                    time.sleep(3)  # let a saturated worker drain before the next run
+                    read_runs.append(wrk(base + "/api/v1/records/inkomen", connections, seconds, token))
+                    time.sleep(3)
+                bare, read = median(bare_runs), median(read_runs)
+                results.append((connections, bare, read))
+                print(
+                    f"{db:8} c={connections:<3} bare {bare.rps:8.0f} req/s p50 {bare.p50_ms:6.2f} ms "
+                    f"p99 {bare.p99_ms:6.2f} ms | audited read {read.rps:8.0f} req/s "
+                    f"p50 {read.p50_ms:6.2f} ms p99 {read.p99_ms:6.2f} ms | ratio {read.rps / bare.rps:6.1%}",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if schema_engine is not None:
+            with schema_engine.connect() as c:
+                c.execute(text(f"DROP DATABASE IF EXISTS kluis_bench_{os.getpid()} WITH (FORCE)"))
+            schema_engine.dispose()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--db", default="sqlite,postgres")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 2
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    for db in args.db.split(","):
+        run(db, concurrencies, args.seconds, args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

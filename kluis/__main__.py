@@ -1,0 +1,5 @@
+"""``python -m kluis`` is the ``kluis`` command."""
+
+from kluis.cli import main
+
+main()

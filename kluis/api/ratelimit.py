@@ -1,0 +1,68 @@
+"""Per-client rate limits (a sliding window of one minute).
+
+The default counts in process memory, so with several nodes each node enforces the limit on its own
+share of the traffic; configure ``KLUIS_REDIS_URL`` to share the counters between nodes (the
+``RedisRateLimiter``). Exceeding the limit answers 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    def hit(self, key: str, limit: int, now: float) -> float | None:
+        """Count one request; ``None`` when allowed, else the seconds until the next is allowed."""
+
+
+class MemoryRateLimiter:
+    """Two fixed one-minute windows weighted into a sliding estimate; bounded number of keys."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._windows: OrderedDict[str, tuple[int, int, int]] = OrderedDict()  # key -> (window, prev, cur)
+        self._lock = threading.Lock()
+        self._max_keys = max_keys
+
+    def hit(self, key: str, limit: int, now: float) -> float | None:
+        window = int(now // 60)
+        with self._lock:
+            start, previous, current = self._windows.pop(key, (window, 0, 0))
+            if start != window:
+                previous, current = (current if start == window - 1 else 0), 0
+            elapsed = (now % 60) / 60
+            estimate = previous * (1 - elapsed) + current
+            if estimate + 1 > limit:
+                self._windows[key] = (window, previous, current)
+                return max(1.0, math.ceil(60 * (1 - elapsed)))
+            self._windows[key] = (window, previous, current + 1)
+            while len(self._windows) > self._max_keys:
+                self._windows.popitem(last=False)
+        return None
+
+
+class RedisRateLimiter:
+    """Shared counters for several nodes: one INCR + EXPIRE per request and key."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+
+    def hit(self, key: str, limit: int, now: float) -> float | None:
+        window = int(now // 60)
+        name = f"kluis:rl:{key}:{window}"
+        pipe = self._redis.pipeline()
+        pipe.incr(name)
+        pipe.expire(name, 120)
+        count = int(pipe.execute()[0])
+        if count > limit:
+            return max(1.0, math.ceil(60 - now % 60))
+        return None
+
+
+def monotonic_now() -> float:
+    return time.time()

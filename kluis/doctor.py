@@ -1,0 +1,42 @@
+"""Configuration checks: ``kluis doctor`` prints them all; production refuses to start on any."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kluis.settings import Settings
+from kluis.wiring import Services
+
+# Other parts of the shell register checks that need their own tables (e.g. client secrets).
+EXTRA_CHECKS: list[Callable[[Services], list[str]]] = []
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    if not settings.is_production:
+        return problems
+    if settings.resolved_database_url.startswith("sqlite") and not settings.allow_sqlite_in_production:
+        problems.append(
+            "SQLite is a single-node database: set KLUIS_DATABASE_URL to PostgreSQL "
+            "(or KLUIS_ALLOW_SQLITE_IN_PRODUCTION=true for a single-node install)"
+        )
+    if (
+        not settings.session_secret
+        or len(settings.session_secret) < 32
+        or settings.session_secret in {"changeme", "change-me", "secret", "development"}
+    ):
+        problems.append("KLUIS_SESSION_SECRET must be set to a random value of at least 32 characters")
+    if not settings.issuer.startswith("https://"):
+        problems.append("KLUIS_ISSUER must be an https:// URL in production")
+    if settings.public_base_url and not settings.public_base_url.startswith("https://"):
+        problems.append("KLUIS_BASE_URL must be an https:// URL in production")
+    return problems
+
+
+def all_problems(services: Services) -> list[str]:
+    problems = settings_problems(services.settings)
+    key_problems = services.keys.check()
+    problems.extend(key_problems)
+    for check in EXTRA_CHECKS:
+        problems.extend(check(services))
+    return problems
