@@ -21,10 +21,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if settings.is_production:
         from kluis.doctor import all_problems
 
-        problems = all_problems(services)
-        if problems:
+        found = all_problems(services)
+        if found:
             services.close()
-            raise SystemExit("kluis: refusing to start in production:\n- " + "\n- ".join(problems))
+            raise SystemExit("kluis: refusing to start in production:\n- " + "\n- ".join(found))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
