@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     issuer: str = "http://127.0.0.1:8000"
     base_url: str | None = None
     key_file: Path | None = None
+    key_provider: Literal["file", "pkcs11"] = "file"
+    pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    pkcs11_token_label: str = "kluis"  # noqa: S105 - a token label, not a secret
+    pkcs11_pin: SecretStr | None = None
     # FULL makes every commit survive power loss; the hot path groups commits to pay for it once.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     allow_sqlite_in_production: bool = False

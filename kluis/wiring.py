@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from consent.services import DepartmentService
 from kluis.db import Database
 from kluis.settings import Settings
+from vault.errors import KeyProviderError
 from vault.keys import FileKeyProvider, KeyProvider
 from vault.services import VaultService
 from vault.signing import SigningKeyService
@@ -23,6 +24,14 @@ def utcnow() -> datetime:
 
 
 def build_key_provider(settings: Settings) -> KeyProvider:
+    if settings.key_provider == "pkcs11":
+        from vault.keys_pkcs11 import Pkcs11KeyProvider
+
+        if settings.pkcs11_pin is None:
+            raise KeyProviderError("KLUIS_PKCS11_PIN is required for the PKCS#11 key provider")
+        return Pkcs11KeyProvider(
+            settings.pkcs11_module, settings.pkcs11_token_label, settings.pkcs11_pin.get_secret_value()
+        )
     return FileKeyProvider(settings.resolved_key_file)
 
 
