@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from kluis.api import problems
 from kluis.api.middleware import KluisMiddleware
+from kluis.observability import Metrics, MetricsMiddleware
 from kluis.settings import Settings
 from kluis.wiring import Services, build_services
 
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from kluis.api import routers
 
     routers.include_all(app)
+    app.state.metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(
         KluisMiddleware,
         max_body_bytes=settings.max_body_bytes,
