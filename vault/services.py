@@ -39,6 +39,7 @@ from vault.errors import (
     ResidentErasedError,
     ResidentNotFoundError,
     TenantNotFoundError,
+    VaultError,
 )
 from vault.keys import KeyProvider
 from vault.models import Category, KeyVersion, Record, RecordVersion, Resident, Tenant
@@ -56,6 +57,21 @@ def new_id() -> str:
 
 def log_origin(slug: str) -> str:
     return f"kluis/{slug}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutcome:
+    """A decided read: the audit event to make durable first, then the content or the error."""
+
+    event: AuditEvent
+    content: RecordContent | None
+    error: VaultError | None
+
+    def result(self) -> RecordContent:
+        if self.error is not None:
+            raise self.error
+        assert self.content is not None
+        return self.content
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +106,38 @@ class VaultService:
         status: str = "ok",
         details: dict[str, str | int | bool | None] | None = None,
     ) -> None:
-        event = AuditEvent(
+        audit_log.append(
+            session,
+            self.event(
+                ctx,
+                tenant_id,
+                name,
+                resident=resident,
+                decision=decision,
+                reason=reason,
+                categories=categories,
+                grant=grant,
+                status=status,
+                details=details,
+            ),
+        )
+
+    @staticmethod
+    def event(
+        ctx: Context,
+        tenant_id: str,
+        name: str,
+        *,
+        resident: Resident | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        categories: Iterable[str] = (),
+        grant: AccessGrant | None = None,
+        status: str = "ok",
+        details: dict[str, str | int | bool | None] | None = None,
+    ) -> AuditEvent:
+        """The audit event of an act: opaque ids and codes only, never values."""
+        return AuditEvent(
             tenant=tenant_id,
             name=name,
             actor=ctx.actor,
@@ -109,7 +156,6 @@ class VaultService:
             categories=tuple(sorted(categories)),
             details=details or {},
         )
-        audit_log.append(session, event)
 
     # -- tenants ----------------------------------------------------------------------------------
     def create_tenant(self, session: Session, ctx: Context, slug: str, name: str) -> Tenant:
@@ -566,6 +612,29 @@ class VaultService:
         return retired
 
     # -- the department data path -----------------------------------------------------------------
+    def check_grant(
+        self,
+        session: Session,
+        grant: AccessGrant,
+        category: str | None,
+        now: datetime,
+        *,
+        write: bool = False,
+    ) -> tuple[Resident | None, str | None]:
+        """The live checks every department request passes: the resident and ``None``, or a reason."""
+        if category is None:
+            reason = "grant_expired" if now >= grant.valid_until else None
+        else:
+            reason = grant.covers(category, now)
+        if reason is None and write and category not in grant.may_write:
+            reason = "write_not_granted"
+        resident = session.get(Resident, grant.resident_id)
+        if resident is None or resident.tenant_id != grant.tenant_id:
+            return None, reason or "resident_unknown"
+        if resident.erased_at is not None:
+            return resident, reason or "resident_erased"
+        return resident, reason
+
     def _granted(
         self,
         session: Session,
@@ -576,22 +645,10 @@ class VaultService:
         *,
         write: bool = False,
     ) -> Resident:
-        """The live checks every department request passes; a refusal is audited and committed."""
-        categories = [category] if category else []
-        reason = (
-            grant.covers(category, ctx.now)
-            if category
-            else ("grant_expired" if ctx.now >= grant.valid_until else None)
-        )
-        if reason is None and write and category not in grant.may_write:
-            reason = "write_not_granted"
-        resident = session.get(Resident, grant.resident_id)
-        if resident is None or resident.tenant_id != grant.tenant_id:
-            resident, reason = None, reason or "resident_unknown"
-        elif resident.erased_at is not None:
-            reason = reason or "resident_erased"
+        """``check_grant``, with a refusal audited and committed before it is raised."""
+        resident, reason = self.check_grant(session, grant, category, ctx.now, write=write)
         if reason is not None:
-            raise self.deny(session, ctx, grant, name, reason, categories, resident)
+            raise self.deny(session, ctx, grant, name, reason, [category] if category else [], resident)
         assert resident is not None
         return resident
 
@@ -611,6 +668,84 @@ class VaultService:
         session.commit()
         return summaries
 
+    def prepare_read(
+        self,
+        session: Session,
+        ctx: Context,
+        grant: AccessGrant,
+        category: str,
+        *,
+        version: int | None = None,
+        fields: tuple[str, ...] | None = None,
+    ) -> ReadOutcome:
+        """Decide and decrypt a department's read without writing anything.
+
+        The caller must make ``outcome.event`` durable *before* it hands out ``outcome.content`` —
+        in the same transaction (``read_granted``) or through the group committer of the hot path.
+        """
+        resident, reason = self.check_grant(session, grant, category, ctx.now)
+        if reason is not None:
+            return ReadOutcome(
+                self.event(
+                    ctx,
+                    grant.tenant_id,
+                    tags.RECORD_READ,
+                    resident=resident,
+                    decision="deny",
+                    reason=reason,
+                    categories=[category],
+                    grant=grant,
+                ),
+                None,
+                AccessDeniedError(reason),
+            )
+        assert resident is not None
+        record = session.exec(
+            select(Record).where(
+                Record.tenant_id == grant.tenant_id,
+                Record.resident_id == resident.id,
+                Record.category == category,
+            )
+        ).first()
+        wanted = version if version is not None else (record.current_version if record else 0)
+        row = session.get(RecordVersion, (record.id, wanted)) if record is not None else None
+        if record is None or row is None:
+            return ReadOutcome(
+                self.event(
+                    ctx,
+                    grant.tenant_id,
+                    tags.RECORD_READ,
+                    resident=resident,
+                    decision="allow",
+                    status="error",
+                    reason="record_not_found",
+                    categories=[category],
+                    grant=grant,
+                ),
+                None,
+                RecordNotFoundError(),
+            )
+        content = self.decrypt(resident, record, row)
+        if fields is not None:
+            content = RecordContent(
+                content.category,
+                content.version,
+                content.updated_at,
+                content.source,
+                {k: v for k, v in content.data.items() if k in fields},
+            )
+        event = self.event(
+            ctx,
+            grant.tenant_id,
+            tags.RECORD_READ,
+            resident=resident,
+            decision="allow",
+            categories=[category],
+            grant=grant,
+            details={"version": wanted, "fields": ",".join(fields) if fields is not None else None},
+        )
+        return ReadOutcome(event, content, None)
+
     def read_granted(
         self,
         session: Session,
@@ -622,53 +757,11 @@ class VaultService:
         fields: tuple[str, ...] | None = None,
     ) -> RecordContent:
         """A department's read: live checks, decrypt, audit entry committed, then the data."""
-        resident = self._granted(session, ctx, grant, tags.RECORD_READ, category)
-        record = session.exec(
-            select(Record).where(
-                Record.tenant_id == grant.tenant_id,
-                Record.resident_id == resident.id,
-                Record.category == category,
-            )
-        ).first()
-        wanted = version if version is not None else (record.current_version if record else 0)
-        row = session.get(RecordVersion, (record.id, wanted)) if record is not None else None
-        if record is None or row is None:
-            self.audit(
-                session,
-                ctx,
-                grant.tenant_id,
-                tags.RECORD_READ,
-                resident=resident,
-                decision="allow",
-                status="error",
-                reason="record_not_found",
-                categories=[category],
-                grant=grant,
-            )
-            session.commit()
-            raise RecordNotFoundError
-        content = self.decrypt(resident, record, row)
-        if fields is not None:
-            content = RecordContent(
-                content.category,
-                content.version,
-                content.updated_at,
-                content.source,
-                {k: v for k, v in content.data.items() if k in fields},
-            )
-        self.audit(
-            session,
-            ctx,
-            grant.tenant_id,
-            tags.RECORD_READ,
-            resident=resident,
-            decision="allow",
-            categories=[category],
-            grant=grant,
-            details={"version": wanted, "fields": ",".join(fields) if fields is not None else None},
-        )
+        outcome = self.prepare_read(session, ctx, grant, category, version=version, fields=fields)
+        session.rollback()  # end the reading transaction; the entry goes into a write transaction
+        audit_log.append(session, outcome.event)
         session.commit()  # the entry is durable before any decrypted byte leaves
-        return content
+        return outcome.result()
 
     def history_granted(
         self, session: Session, ctx: Context, grant: AccessGrant, category: str
