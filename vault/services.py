@@ -167,6 +167,7 @@ class VaultService:
             raise DuplicateTenantError
         tenant = Tenant(id=new_id(), slug=slug, name=name.strip(), current_kek_version=1, created_at=ctx.now)
         session.add(tenant)
+        session.flush()  # the tenant row first: key versions and categories refer to it
         self.keys.create_kek(tenant.id, 1)
         session.add(KeyVersion(tenant_id=tenant.id, version=1, provider=self.keys.name, created_at=ctx.now))
         for code, schema in default_categories().items():
