@@ -37,10 +37,25 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(default=2, ge=1)
     max_body_bytes: int = 256 * 1024
     rate_limit_per_minute: int = 6000
+    # The resident portal (kluis/web). One portal serves one municipality: its slug, or the only one.
+    portal_tenant: str | None = None
+    # OpenID Provider for resident login (production: a DigiD broker); the BSN comes from a claim.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_bsn_claim: str = "bsn"
+    oidc_scope: str = "openid"
+    session_idle_minutes: int = Field(default=15, ge=1, le=120)
+    session_max_hours: int = Field(default=8, ge=1, le=24)
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def dev_login_enabled(self) -> bool:
+        """The built-in test login: development only, never in production."""
+        return not self.is_production
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,66 @@
+"""The resident portal: server-rendered pages under ``/portaal`` (mobile-first, Dutch and English,
+WCAG 2.1 AA, no JavaScript needed).
+
+``install(app)`` adds what the pages need besides their routers (session middleware, static files,
+HTML error pages, the OpenID Provider client); ``router`` holds every page.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib import resources
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from kluis.web import consent_pages, data_pages, history_pages, login, representative_pages
+from kluis.web.deps import Portal
+from kluis.web.errors import LoginRequiredError, PortalError
+from kluis.web.mandates import MandateService
+from kluis.web.middleware import PortalSessionMiddleware
+from kluis.web.render import Templates
+from kluis.web.sessions import SessionStore
+from kluis.wiring import Services, utcnow
+
+router = APIRouter()
+for _module in (login, data_pages, consent_pages, history_pages, representative_pages):
+    router.include_router(_module.router)
+
+
+class CachedStaticFiles(StaticFiles):
+    """Static files may be cached (the app marks everything else ``no-store``)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("cache-control", "public, max-age=3600")
+        return response
+
+
+def install(app: FastAPI, services: Services) -> None:
+    settings = services.settings
+    store = SessionStore(
+        services.db,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        max_age=timedelta(hours=settings.session_max_hours),
+    )
+    app.state.portal = Portal(templates=Templates(), store=store, mandates=MandateService(services.vault))
+    app.state.oidc = login.oidc_client(settings)
+    static = resources.files("kluis.web").joinpath("static")
+    app.mount("/portaal/static", CachedStaticFiles(directory=str(static)), name="portal-static")
+    app.add_middleware(
+        PortalSessionMiddleware,
+        store=store,
+        secure=settings.public_base_url.startswith("https://") or settings.is_production,
+        clock=utcnow,
+    )
+
+    async def on_portal_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PortalError)
+        if isinstance(exc, LoginRequiredError):
+            return RedirectResponse(login.LOGIN, status_code=303)
+        portal: Portal = request.app.state.portal
+        return portal.templates.render(request, "error.html", message=exc.message, status=exc.status)
+
+    app.add_exception_handler(PortalError, on_portal_error)

@@ -1,0 +1,94 @@
+"""The resident's own audit entries, in plain language.
+
+``AccessEntry`` is what the page needs of one audit entry; ``entries_for`` asks the audit package
+for the entries about a resident (and those a resident made for others, as a representative) and
+``describe`` turns one into a sentence ("Afdeling Jeugdzorg bekeek uw inkomensgegevens op 3 maart
+om 14:02 voor: toewijzing jeugdhulp").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from audit import tags
+from kluis.web import i18n
+from kluis.web.i18n import Lang
+from kluis.web.labels import N_, category_phrase
+
+READS = {tags.RECORD_READ, tags.RECORDS_LISTED}
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One audit entry as the history page shows it (codes and opaque ids only)."""
+
+    sequence: int
+    time: datetime
+    name: str
+    actor_type: str
+    actor_id: str
+    on_behalf_of: str | None
+    subject: str | None
+    department: str | None
+    categories: tuple[str, ...]
+    purpose: str | None
+    decision: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """What the page knows to name things: departments and purposes by code, and who "you" are."""
+
+    departments: dict[str, str]
+    purposes: dict[str, str]
+    me: str  # the viewer's audit pseudonym
+    subject: str  # whose history this is
+
+
+def _what(entry: AccessEntry, lang: Lang) -> str:
+    t = i18n.translations(lang).gettext
+    phrases = [t(category_phrase(c)) for c in entry.categories] or [t(N_("your data"))]
+    return ", ".join(phrases)
+
+
+def describe(entry: AccessEntry, names: Names, lang: Lang) -> str:
+    """One sentence in plain language; unknown events still say who, when and what kind."""
+    t = i18n.translations(lang).gettext
+    when = i18n.when(entry.time, lang)
+    what = _what(entry, lang)
+    if entry.actor_id == names.me and entry.on_behalf_of is None:
+        who = t(N_("You"))
+    elif entry.actor_type == "representative":
+        who = (
+            t(N_("You, on behalf of someone else"))
+            if entry.actor_id == names.me
+            else t(N_("Your representative"))
+        )
+    elif entry.department:
+        who = names.departments.get(entry.department, entry.department)
+    elif entry.actor_type == "operator":
+        who = t(N_("An administrator of the municipality"))
+    else:
+        who = t(N_("The system"))
+    purpose = names.purposes.get(entry.purpose or "", entry.purpose or "")
+    values = {"who": who, "what": what, "when": when, "purpose": purpose}
+    if entry.name in READS:
+        if entry.decision == "deny":
+            return t(N_("%(who)s tried to view %(what)s on %(when)s, but was refused.")) % values
+        if purpose:
+            return t(N_("%(who)s viewed %(what)s on %(when)s for: %(purpose)s")) % values
+        return t(N_("%(who)s viewed %(what)s on %(when)s.")) % values
+    sentences = {
+        tags.REQUEST_CREATED: N_("%(who)s asked to use %(what)s on %(when)s for: %(purpose)s"),
+        tags.REQUEST_APPROVED: N_("%(who)s gave permission for %(what)s on %(when)s."),
+        tags.REQUEST_DENIED: N_("%(who)s refused a request for %(what)s on %(when)s."),
+        tags.GRANT_REVOKED: N_("%(who)s stopped a permission for %(what)s on %(when)s."),
+        tags.TOKEN_ISSUED: N_("%(who)s received access to %(what)s on %(when)s."),
+        tags.RECORD_WRITTEN: N_("%(who)s stored %(what)s on %(when)s."),
+        tags.RECORD_IMPORTED: N_("%(who)s stored %(what)s on %(when)s."),
+        tags.RESIDENT_EXPORTED: N_("%(who)s downloaded all data on %(when)s."),
+        tags.REPRESENTATIVE_APPOINTED: N_("%(who)s appointed a representative on %(when)s."),
+    }
+    sentence = sentences.get(entry.name, N_("%(who)s did something with %(what)s on %(when)s."))
+    return t(sentence) % values

@@ -1,0 +1,44 @@
+"""Errors of the portal pages, answered as HTML pages (the API answers problem+json instead).
+
+PortalError
+├── LoginRequiredError     no (live) session: go to the login page
+├── CsrfError              a form without the session's CSRF token (403)
+├── PageNotFoundError      unknown, or not yours: the same answer either way (404)
+├── NotAllowedError        a representative acting outside their mandate's scope (403)
+└── LoginFailedError       the identity provider or the test login refused (400)
+"""
+
+from __future__ import annotations
+
+from kluis.web.labels import N_
+
+
+class PortalError(Exception):
+    status = 400
+    # A message id of the catalogues; never a value from the request.
+    message = N_("Something went wrong. Please try again.")
+
+
+class LoginRequiredError(PortalError):
+    status = 401
+    message = N_("Please log in first.")
+
+
+class CsrfError(PortalError):
+    status = 403
+    message = N_("This form has expired. Go back, reload the page and try again.")
+
+
+class PageNotFoundError(PortalError):
+    status = 404
+    message = N_("This page does not exist, or it is not yours.")
+
+
+class NotAllowedError(PortalError):
+    status = 403
+    message = N_("You may not do this on behalf of this person.")
+
+
+class LoginFailedError(PortalError):
+    status = 400
+    message = N_("Logging in did not work. Please try again.")

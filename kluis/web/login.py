@@ -1,0 +1,177 @@
+"""Logging in and out.
+
+- OpenID Connect, authorization code flow with PKCE (S256) and a nonce, through authlib's Starlette
+  client, against the configured OpenID Provider (in production a DigiD broker). The BSN comes from
+  the configured claim of the ID token (or, failing that, of the UserInfo answer).
+- The test login (development only; 404 in production): pick a fictitious demo resident.
+
+Either way the session id is replaced at login, and only the resident's opaque id is kept in the
+session: never the BSN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from httpx import HTTPError
+from sqlmodel import Session
+
+from kluis.api.deps import ServicesDep
+from kluis.settings import Settings
+from kluis.web.csrf import require_csrf
+from kluis.web.deps import PortalDep, StateDep
+from kluis.web.errors import LoginFailedError, PageNotFoundError
+from kluis.wiring import Services
+from vault.errors import InvalidInputError, NotFoundError
+from vault.models import Tenant
+
+with warnings.catch_warnings():
+    # authlib warns at import that it prefers the httpx2 fork when that is not installed; the
+    # project uses httpx, which authlib still fully supports. Its own module installs an "always"
+    # filter on import, so ours must come after that import.
+    import authlib.deprecate
+
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
+    from authlib.integrations.base_client.errors import OAuthError
+    from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
+
+router = APIRouter(prefix="/portaal", include_in_schema=False)
+HOME = "/portaal/gegevens"
+LOGIN = "/portaal/inloggen"
+CALLBACK = "/portaal/inloggen/terug"
+DEMO_CHOICES = 8
+Csrf = Depends(require_csrf)
+
+
+def oidc_client(settings: Settings) -> StarletteOAuth2App | None:
+    """The OpenID Provider client, or None when no provider is configured."""
+    if not settings.oidc_issuer or not settings.oidc_client_id:
+        return None
+    oauth = OAuth()
+    client = oauth.register(
+        name="idp",
+        server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret,
+        client_kwargs={"scope": settings.oidc_scope, "code_challenge_method": "S256"},
+    )
+    assert isinstance(client, StarletteOAuth2App)
+    return client
+
+
+def portal_tenant(session: Session, services: Services) -> Tenant:
+    """The municipality this portal serves: the configured one, or the only one there is."""
+    slug = services.settings.portal_tenant
+    if slug:
+        try:
+            return services.vault.tenant(session, slug)
+        except NotFoundError:
+            raise LoginFailedError from None
+    tenants = services.vault.tenants(session)
+    if len(tenants) != 1:
+        raise LoginFailedError
+    return tenants[0]
+
+
+def _resident_for(services: Services, bsn: str) -> tuple[str, str]:
+    """(tenant id, resident id) of the resident with this BSN in the portal's municipality."""
+    with services.db.read_session() as session:
+        tenant = portal_tenant(session, services)
+        try:
+            resident = services.vault.resident_by_bsn(session, tenant.id, bsn)
+        except (InvalidInputError, NotFoundError):
+            raise LoginFailedError from None
+        if resident.erased_at is not None:
+            raise LoginFailedError
+        return resident.tenant_id, resident.id
+
+
+@router.get("")
+@router.get("/")
+def home(state: StateDep) -> RedirectResponse:
+    return RedirectResponse(HOME if state.logged_in else LOGIN, status_code=303)
+
+
+@router.get("/inloggen")
+def login_page(request: Request, portal: PortalDep, services: ServicesDep, state: StateDep) -> Response:
+    if state.logged_in:
+        return RedirectResponse(HOME, status_code=303)
+    return portal.templates.render(
+        request,
+        "login.html",
+        oidc=request.app.state.oidc is not None,
+        dev_login=services.settings.dev_login_enabled,
+        logged_out=request.query_params.get("uitgelogd") == "1",
+    )
+
+
+@router.get("/inloggen/test")
+def dev_login_page(request: Request, portal: PortalDep, services: ServicesDep) -> Response:
+    if not services.settings.dev_login_enabled:
+        raise PageNotFoundError
+    from kluis.demo.setup import valid_bsns
+
+    return portal.templates.render(request, "dev_login.html", demo_bsns=list(valid_bsns(DEMO_CHOICES)))
+
+
+@router.post("/inloggen/test", dependencies=[Csrf])
+def dev_login(services: ServicesDep, state: StateDep, bsn: Annotated[str, Form(max_length=9)]) -> Response:
+    if not services.settings.dev_login_enabled:
+        raise PageNotFoundError
+    state.login(*_resident_for(services, bsn.strip()))
+    return RedirectResponse(HOME, status_code=303)
+
+
+@router.get("/inloggen/oidc")
+async def oidc_start(request: Request, services: ServicesDep) -> Response:
+    client: StarletteOAuth2App | None = request.app.state.oidc
+    if client is None:
+        raise PageNotFoundError
+    redirect_uri = services.settings.public_base_url + CALLBACK
+    try:
+        response: Response = await client.authorize_redirect(request, redirect_uri)
+    except (OAuthError, HTTPError):
+        raise LoginFailedError from None
+    return response
+
+
+@router.get("/inloggen/terug")
+async def oidc_callback(request: Request, services: ServicesDep, state: StateDep) -> Response:
+    client: StarletteOAuth2App | None = request.app.state.oidc
+    if client is None:
+        raise PageNotFoundError
+    try:
+        token: dict[str, Any] = await client.authorize_access_token(request)
+        claims: dict[str, Any] = dict(token.get("userinfo") or {})
+        claim = services.settings.oidc_bsn_claim
+        if claim not in claims:
+            claims.update(await client.userinfo(token=token))
+    except (OAuthError, HTTPError, ValueError):
+        raise LoginFailedError from None
+    bsn = claims.get(services.settings.oidc_bsn_claim)
+    if not isinstance(bsn, str):
+        raise LoginFailedError
+    state.login(*_resident_for(services, bsn))
+    return RedirectResponse(HOME, status_code=303)
+
+
+@router.post("/uitloggen", dependencies=[Csrf])
+def logout(state: StateDep) -> RedirectResponse:
+    state.logout()
+    return RedirectResponse(LOGIN + "?uitgelogd=1", status_code=303)
+
+
+@router.post("/taal", dependencies=[Csrf])
+def switch_language(
+    state: StateDep,
+    lang: Annotated[str, Form(max_length=2)],
+    next_path: Annotated[str, Form(alias="next", max_length=200)] = HOME,
+) -> RedirectResponse:
+    if lang in ("nl", "en"):
+        state.data["lang"] = lang
+    # Only back to a portal page: never an open redirect.
+    safe = next_path if next_path.startswith("/portaal/") and "//" not in next_path else HOME
+    return RedirectResponse(safe, status_code=303)

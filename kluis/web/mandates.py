@@ -1,0 +1,244 @@
+"""Representatives (gemachtigden): who may act for whom, and how far.
+
+Two sources of authority, both checked live on every request:
+
+- a *mandate* a resident gave another resident (by BSN) for a scope and a period, stored in the
+  ``mandate`` table and revocable;
+- *gezag*: a parent or guardian with authority over a minor, as the BRP says it in the parent's own
+  ``brp.persoon`` record (read through the connectors' ``gezag_relations``).
+
+Every act of a representative is audited with actor ``representative`` and ``on_behalf_of`` the
+principal; both see it in their history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from audit import tags
+from connectors import gezag_relations
+from connectors.errors import ConnectorError
+from kluis.web.labels import N_
+from kluis.web.models import Mandate
+from vault.errors import InvalidInputError, NotFoundError, ResidentErasedError
+from vault.models import Resident
+from vault.services import Context, VaultService, new_id
+
+BRP_CATEGORY = "brp.persoon"
+MAX_MANDATE = timedelta(days=5 * 366)
+# Not yet in audit/tags.py (owned by the audit package); the name follows its convention.
+REPRESENTATIVE_REVOKED = "consent:representative:revoked"
+
+
+class MandateError(InvalidInputError):
+    """A mandate that cannot be given: the message is a catalogue message id, safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """What the logged-in resident may do for a principal, and on what basis."""
+
+    basis: str  # "self" | "mandate" | "gezag"
+    may_view: bool
+    may_decide: bool
+    mandate_id: str | None = None
+
+
+SELF = Authority("self", may_view=True, may_decide=True)
+GEZAG = Authority("gezag", may_view=True, may_decide=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Someone the logged-in resident may act for, as listed on the "act on behalf of" page."""
+
+    resident: Resident
+    authority: Authority
+    name: str | None
+    valid_until: datetime | None
+
+
+class MandateService:
+    def __init__(self, vault: VaultService) -> None:
+        self.vault = vault
+
+    # -- mandates ---------------------------------------------------------------------------------
+    def appoint(
+        self,
+        session: Session,
+        ctx: Context,
+        principal: Resident,
+        representative_bsn: str,
+        *,
+        may_decide: bool,
+        valid_until: datetime,
+    ) -> Mandate:
+        if valid_until <= ctx.now or valid_until > ctx.now + MAX_MANDATE:
+            raise MandateError(N_("Choose an end date in the future, at most five years from now."))
+        try:
+            representative = self.vault.resident_by_bsn(session, principal.tenant_id, representative_bsn)
+        except (InvalidInputError, NotFoundError):
+            raise MandateError(N_("We cannot appoint this person. Check the BSN.")) from None
+        if representative.id == principal.id or representative.erased_at is not None:
+            raise MandateError(N_("We cannot appoint this person. Check the BSN."))
+        mandate = Mandate(
+            id=new_id(),
+            tenant_id=principal.tenant_id,
+            principal_id=principal.id,
+            representative_id=representative.id,
+            may_view=True,  # deciding on requests without seeing them is not a thing
+            may_decide=may_decide,
+            valid_from=ctx.now,
+            valid_until=valid_until,
+            created_at=ctx.now,
+        )
+        session.add(mandate)
+        session.flush()
+        self.vault.audit(
+            session,
+            ctx,
+            principal.tenant_id,
+            tags.REPRESENTATIVE_APPOINTED,
+            resident=principal,
+            details={
+                "mandate": mandate.id,
+                "representative": representative.audit_pseudonym,
+                "scope": "view,decide" if may_decide else "view",
+            },
+        )
+        session.commit()
+        return mandate
+
+    def revoke(self, session: Session, ctx: Context, principal: Resident, mandate_id: str) -> None:
+        mandate = session.get(Mandate, mandate_id)
+        if (
+            mandate is None
+            or mandate.principal_id != principal.id
+            or mandate.tenant_id != principal.tenant_id
+            or mandate.revoked_at is not None
+        ):
+            raise NotFoundError("no such mandate")
+        mandate.revoked_at = ctx.now
+        session.add(mandate)
+        self.vault.audit(
+            session,
+            ctx,
+            principal.tenant_id,
+            REPRESENTATIVE_REVOKED,
+            resident=principal,
+            details={"mandate": mandate.id},
+        )
+        session.commit()
+
+    def given(self, session: Session, principal: Resident, now: datetime) -> list[Mandate]:
+        """The principal's mandates still in force."""
+        return list(
+            session.exec(
+                select(Mandate)
+                .where(
+                    Mandate.tenant_id == principal.tenant_id,
+                    Mandate.principal_id == principal.id,
+                    col(Mandate.revoked_at).is_(None),
+                    Mandate.valid_until > now,
+                )
+                .order_by(col(Mandate.created_at))
+            )
+        )
+
+    def received(self, session: Session, representative: Resident, now: datetime) -> list[Mandate]:
+        return list(
+            session.exec(
+                select(Mandate)
+                .where(
+                    Mandate.tenant_id == representative.tenant_id,
+                    Mandate.representative_id == representative.id,
+                    col(Mandate.revoked_at).is_(None),
+                    Mandate.valid_from <= now,
+                    Mandate.valid_until > now,
+                )
+                .order_by(col(Mandate.created_at))
+            )
+        )
+
+    # -- gezag --------------------------------------------------------------------------------------
+    def own_brp(self, session: Session, resident: Resident) -> dict[str, Any] | None:
+        """The resident's own ``brp.persoon`` record, for the portal's own use (not audited as a
+        read: the data goes to no one but the resident it is about)."""
+        if resident.erased_at is not None:
+            return None
+        for content in self.vault.all_records(session, resident):
+            if content.category == BRP_CATEGORY:
+                return content.data
+        return None
+
+    def children_with_gezag(self, session: Session, parent: Resident) -> list[Principal]:
+        """The minors over whom the BRP says ``parent`` holds authority and who have a vault."""
+        record = self.own_brp(session, parent)
+        if record is None:
+            return []
+        try:
+            relations = gezag_relations(record)
+            parent_bsn = self.vault.reveal_bsn(parent)
+        except (ConnectorError, ResidentErasedError):
+            return []
+        names = {k.get("bsn"): _name(k.get("naam")) for k in record.get("kinderen", ()) if k.get("bsn")}
+        out: list[Principal] = []
+        for relation in relations:
+            child_bsn = relation.minderjarige_bsn
+            if child_bsn is None or not relation.grants_authority_to(parent_bsn):
+                continue
+            try:
+                child = self.vault.resident_by_bsn(session, parent.tenant_id, child_bsn)
+            except (InvalidInputError, NotFoundError):
+                continue
+            if child.erased_at is None and child.id != parent.id:
+                out.append(Principal(child, GEZAG, names.get(child_bsn), None))
+        return out
+
+    def display_name(self, session: Session, resident: Resident) -> str | None:
+        return _name((self.own_brp(session, resident) or {}).get("naam"))
+
+    # -- the live check ---------------------------------------------------------------------------
+    def principals(self, session: Session, me: Resident, now: datetime) -> list[Principal]:
+        """Everyone ``me`` may act for now: mandates first, then children with gezag."""
+        out: list[Principal] = []
+        for mandate in self.received(session, me, now):
+            principal = session.get(Resident, mandate.principal_id)
+            if principal is None or principal.erased_at is not None:
+                continue
+            authority = Authority("mandate", mandate.may_view, mandate.may_decide, mandate.id)
+            name = self.display_name(session, principal)
+            out.append(Principal(principal, authority, name, mandate.valid_until))
+        out.extend(self.children_with_gezag(session, me))
+        return out
+
+    def authority(
+        self, session: Session, me: Resident, principal_id: str, basis: str, now: datetime
+    ) -> tuple[Resident, Authority] | None:
+        """Whether ``me`` may still act for ``principal_id`` on ``basis``; None when not (any more)."""
+        if basis == "mandate":
+            for mandate in self.received(session, me, now):
+                if mandate.principal_id == principal_id:
+                    principal = session.get(Resident, principal_id)
+                    if principal is not None and principal.erased_at is None:
+                        return principal, Authority(
+                            "mandate", mandate.may_view, mandate.may_decide, mandate.id
+                        )
+            return None
+        if basis == "gezag":
+            for child in self.children_with_gezag(session, me):
+                if child.resident.id == principal_id:
+                    return child.resident, GEZAG
+        return None
+
+
+def _name(naam: Any) -> str | None:
+    if not isinstance(naam, dict):
+        return None
+    parts = [naam.get("voornamen"), naam.get("voorvoegsel"), naam.get("geslachtsnaam")]
+    text = " ".join(str(p) for p in parts if p)
+    return text or None

@@ -1,0 +1,117 @@
+"""Representatives: appoint one (by BSN, for a scope and a period), see and revoke them.
+
+Only the resident themself manages their representatives. The page never shows the
+representative's name: that would be someone else's data; the resident knows whom they chose.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import RedirectResponse, Response
+
+from kluis.api.deps import NowDep, ServicesDep
+from kluis.web.csrf import require_csrf
+from kluis.web.deps import PortalDep, Viewer, ViewerDep
+from kluis.web.errors import PageNotFoundError
+from kluis.web.i18n import TIMEZONE
+from kluis.web.labels import N_
+from kluis.web.mandates import MandateError
+from vault.errors import NotFoundError
+
+router = APIRouter(prefix="/portaal", include_in_schema=False)
+Csrf = Depends(require_csrf)
+IdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+PAGE = "/portaal/gemachtigden"
+
+
+def _render(
+    request: Request,
+    viewer: Viewer,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: datetime,
+    *,
+    error: str | None = None,
+    done: str | None = None,
+    status: int = 200,
+) -> Response:
+    with services.db.read_session() as session:
+        given = portal.mandates.given(session, viewer.me(session, services.vault), now)
+        # Rendered inside the unit of work: the rows are only readable while it is open.
+        return portal.templates.render(
+            request,
+            "representatives.html",
+            viewer=viewer,
+            given=given,
+            error=error,
+            done=done,
+            status=status,
+            min_date=now.astimezone(TIMEZONE).date().isoformat(),
+        )
+
+
+@router.get("/gemachtigden")
+def representatives(
+    request: Request, viewer: ViewerDep, services: ServicesDep, portal: PortalDep, now: NowDep
+) -> Response:
+    viewer.require_self()
+    done = request.query_params.get("klaar")
+    return _render(
+        request, viewer, services, portal, now, done=done if done in ("added", "revoked") else None
+    )
+
+
+@router.post("/gemachtigden", dependencies=[Csrf])
+def appoint(
+    request: Request,
+    viewer: ViewerDep,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: NowDep,
+    bsn: Annotated[str, Form(max_length=20)],
+    scope: Annotated[str, Form(max_length=10)],
+    until: Annotated[str, Form(max_length=10)],
+) -> Response:
+    viewer.require_self()
+    try:
+        # The mandate ends at the end of the chosen day, on the municipality's clock.
+        valid_until = datetime.combine(date.fromisoformat(until), time(23, 59, 59), TIMEZONE)
+    except ValueError:
+        return _render(
+            request, viewer, services, portal, now, error=N_("Choose a valid end date."), status=400
+        )
+    with services.db.session() as session:
+        try:
+            portal.mandates.appoint(
+                session,
+                viewer.context(request, now),
+                viewer.me(session, services.vault),
+                bsn.strip(),
+                may_decide=scope == "decide",
+                valid_until=valid_until,
+            )
+        except MandateError as exc:
+            return _render(request, viewer, services, portal, now, error=str(exc), status=400)
+    return RedirectResponse(PAGE + "?klaar=added", status_code=303)
+
+
+@router.post("/gemachtigden/{mandate_id}/intrekken", dependencies=[Csrf])
+def revoke(
+    request: Request,
+    mandate_id: IdPath,
+    viewer: ViewerDep,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: NowDep,
+) -> Response:
+    viewer.require_self()
+    with services.db.session() as session:
+        try:
+            me = viewer.me(session, services.vault)
+            portal.mandates.revoke(session, viewer.context(request, now), me, mandate_id)
+        except NotFoundError:
+            raise PageNotFoundError from None
+    return RedirectResponse(PAGE + "?klaar=revoked", status_code=303)

@@ -1,0 +1,232 @@
+"""The portal over real HTTP: login, data pages, languages, sessions, CSRF, BOLA, download, erasure."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.portal.conftest import ADULT, CHILD, ERASER, OTHER, LiveServer, csrf_of, login
+
+
+def test_overview_shows_categories_sources_and_dates(server: LiveServer, clients: list[httpx.Client]) -> None:
+    client = login(server, clients, ADULT)
+    page = client.get("/portaal/gegevens")
+    assert page.status_code == 200
+    assert '<html lang="nl"' in page.text
+    assert "Inkomen" in page.text and "Laatst bijgewerkt" in page.text and "Voorbeeldgegevens" in page.text
+    assert ADULT not in page.text  # the BSN is never shown on ordinary pages
+
+
+def test_category_page_shows_the_data(server: LiveServer, clients: list[httpx.Client]) -> None:
+    client = login(server, clients, ADULT)
+    page = client.get("/portaal/gegevens/inkomen")
+    assert page.status_code == 200
+    assert "Bakkerij De Korrel" in page.text and "2150.0" in page.text
+
+
+def test_english_by_accept_language_and_by_the_switch(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    anonymous = server.client(headers={"accept-language": "en-GB,en;q=0.9,nl;q=0.5"})
+    clients.append(anonymous)
+    assert '<html lang="en"' in anonymous.get("/portaal/inloggen").text
+    client = login(server, clients, ADULT)
+    page = client.get("/portaal/gegevens")
+    switched = client.post(
+        "/portaal/taal", data={"lang": "en", "next": "/portaal/gegevens", "csrf_token": csrf_of(page.text)}
+    )
+    assert switched.status_code == 303 and switched.headers["location"] == "/portaal/gegevens"
+    english = client.get("/portaal/gegevens")
+    assert '<html lang="en"' in english.text and "Last updated" in english.text
+
+
+def test_language_switch_never_redirects_off_site(server: LiveServer, clients: list[httpx.Client]) -> None:
+    client = login(server, clients, ADULT)
+    token = csrf_of(client.get("/portaal/gegevens").text)
+    answer = client.post(
+        "/portaal/taal", data={"lang": "nl", "next": "https://evil.example/", "csrf_token": token}
+    )
+    assert answer.headers["location"] == "/portaal/gegevens"
+
+
+def test_session_cookie_is_httponly_samesite_and_holds_only_an_id(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    client = server.client()
+    clients.append(client)
+    page = client.get("/portaal/inloggen/test")
+    first = page.headers["set-cookie"]
+    assert "HttpOnly" in first and "SameSite=Lax" in first and "Path=/" in first
+    answer = client.post("/portaal/inloggen/test", data={"bsn": ADULT, "csrf_token": csrf_of(page.text)})
+    second = answer.headers["set-cookie"]
+    # Logging in replaces the session id (no session fixation).
+    assert second.split(";")[0] != first.split(";")[0]
+    assert ADULT not in second
+
+
+def test_pages_need_a_login(server: LiveServer, clients: list[httpx.Client]) -> None:
+    client = server.client()
+    clients.append(client)
+    for path in (
+        "/portaal/gegevens",
+        "/portaal/gegevens/inkomen",
+        "/portaal/toestemmingen",
+        "/portaal/downloaden",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 303 and answer.headers["location"] == "/portaal/inloggen", path
+
+
+def test_logout_ends_the_session(server: LiveServer, clients: list[httpx.Client]) -> None:
+    client = login(server, clients, ADULT)
+    stolen = dict(client.cookies)
+    token = csrf_of(client.get("/portaal/gegevens").text)
+    assert client.post("/portaal/uitloggen", data={"csrf_token": token}).status_code == 303
+    replay = server.client(cookies=stolen)
+    clients.append(replay)
+    assert replay.get("/portaal/gegevens").status_code == 303  # the old id is gone on the server
+
+
+def test_a_form_post_without_or_with_a_wrong_csrf_token_is_refused(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    client = login(server, clients, ADULT)
+    for data in ({}, {"csrf_token": "wrong"}, {"csrf_token": ""}):
+        answer = client.post("/portaal/downloaden", data=data)
+        assert answer.status_code == 403, data
+        assert "application/json" not in answer.headers["content-type"]
+    # The test login form is protected too (login CSRF).
+    anonymous = server.client()
+    clients.append(anonymous)
+    assert anonymous.post("/portaal/inloggen/test", data={"bsn": ADULT}).status_code == 403
+
+
+def test_a_resident_never_sees_another_residents_data_by_changing_urls(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    client = login(server, clients, ADULT)
+    # OTHER has a debts record; ADULT has none. The URL names a category, never a person.
+    assert client.get("/portaal/gegevens/schulden").status_code == 404
+    other = login(server, clients, OTHER)
+    assert other.get("/portaal/gegevens/schulden").status_code == 200
+    # Acting for someone without a mandate or gezag is refused, whatever id is sent.
+    token = csrf_of(client.get("/portaal/gegevens").text)
+    with server.services.db.read_session() as session:
+        other_id = server.services.vault.resident_by_bsn(session, server.tenant.id, OTHER).id
+    for principal in (f"mandate:{other_id}", f"gezag:{other_id}", other_id):
+        answer = client.post("/portaal/namens", data={"principal": principal, "csrf_token": token})
+        assert answer.status_code == 404
+    assert "Bakkerij" in client.get("/portaal/gegevens/inkomen").text
+    assert client.get("/portaal/gegevens/schulden").status_code == 404
+
+
+def test_the_test_login_is_refused_in_production(server: LiveServer) -> None:
+    from kluis.settings import Settings
+
+    assert Settings(env="production").dev_login_enabled is False
+    assert Settings(env="development").dev_login_enabled is True
+
+
+def test_download_my_data_is_json_with_records_grants_and_history(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    client = login(server, clients, ADULT)
+    page = client.get("/portaal/downloaden")
+    answer = client.post("/portaal/downloaden", data={"csrf_token": csrf_of(page.text)})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    assert "attachment" in answer.headers["content-disposition"]
+    document = json.loads(answer.text)
+    assert document["format"] == "urn:kluis:export:1"
+    assert document["resident"]["bsn"] == ADULT
+    assert [r["category"] for r in document["records"]] == ["inkomen"]
+    assert document["records"][0]["data"]["werkgever"] == "Bakkerij De Korrel"
+    assert isinstance(document["grants"], list) and isinstance(document["access_history"], list)
+
+
+def test_erasure_needs_two_confirmations_and_ends_every_session(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    eraser_id = _resident_id(server, ERASER)
+    client = login(server, clients, ERASER)
+    second_device = login(server, clients, ERASER)
+    page = client.get("/portaal/wissen")
+    token = csrf_of(page.text)
+    # Without ticking "I understand" nothing happens.
+    assert client.post("/portaal/wissen", data={"csrf_token": token}).status_code == 400
+    # The final step without the code of the first step is refused.
+    assert (
+        client.post("/portaal/wissen/bevestigen", data={"csrf_token": token, "code": "guess"}).status_code
+        == 403
+    )
+    step_two = client.post("/portaal/wissen", data={"csrf_token": token, "understood": "yes"})
+    assert step_two.status_code == 200
+    code = step_two.text.split('name="code" value="')[1].split('"')[0]
+    done = client.post("/portaal/wissen/bevestigen", data={"csrf_token": token, "code": code})
+    assert done.status_code == 200 and "gewist" in done.text
+    with server.services.db.read_session() as session:
+        resident = server.services.vault.resident(session, server.tenant.id, eraser_id)
+        assert resident.erased_at is not None and resident.wrapped_data_key is None
+    assert second_device.get("/portaal/gegevens").status_code == 303
+
+
+def _resident_id(server: LiveServer, bsn: str) -> str:
+    ids: dict[str, str] = server.extras.setdefault("ids", {})
+    if bsn not in ids:
+        with server.services.db.read_session() as session:
+            ids[bsn] = server.services.vault.resident_by_bsn(session, server.tenant.id, bsn).id
+    return ids[bsn]
+
+
+def test_a_parent_with_gezag_can_act_for_their_child(server: LiveServer, clients: list[httpx.Client]) -> None:
+    from tests.portal.conftest import PARENT
+
+    client = login(server, clients, PARENT)
+    page = client.get("/portaal/gegevens")
+    assert "Optreden namens uw kind Sem Jansen" in page.text
+    child_id = _resident_id(server, CHILD)
+    answer = client.post(
+        "/portaal/namens", data={"principal": f"gezag:{child_id}", "csrf_token": csrf_of(page.text)}
+    )
+    assert answer.status_code == 303
+    child_page = client.get("/portaal/gegevens")
+    assert "U handelt namens uw kind" in child_page.text and "Jeugdzorgdossier" in child_page.text
+    # Export and erasure stay the child's own (or a court's) business.
+    assert client.get("/portaal/wissen").status_code == 403
+
+
+def test_a_resident_appoints_a_representative_who_may_then_view_but_not_decide(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    from tests.portal.conftest import REPRESENTATIVE
+
+    principal = login(server, clients, OTHER)
+    page = principal.get("/portaal/gemachtigden")
+    token = csrf_of(page.text)
+    refused = principal.post(
+        "/portaal/gemachtigden",
+        data={"bsn": "123456789", "scope": "view", "until": "2099-01-01", "csrf_token": token},
+    )
+    assert refused.status_code == 400
+    added = principal.post(
+        "/portaal/gemachtigden",
+        data={"bsn": REPRESENTATIVE, "scope": "view", "until": "2027-12-31", "csrf_token": token},
+    )
+    assert added.status_code == 303
+    representative = login(server, clients, REPRESENTATIVE)
+    overview = representative.get("/portaal/gegevens")
+    other_id = _resident_id(server, OTHER)
+    acted = representative.post(
+        "/portaal/namens", data={"principal": f"mandate:{other_id}", "csrf_token": csrf_of(overview.text)}
+    )
+    assert acted.status_code == 303
+    assert "U handelt namens" in representative.get("/portaal/gegevens").text
+    assert representative.get("/portaal/gegevens/schulden").status_code == 200
+    # "view" only: no deciding, no export, no erasure.
+    assert representative.get("/portaal/downloaden").status_code == 403
+    # The principal stops the mandate; the very next request of the representative is their own again.
+    mandate_id = principal.get("/portaal/gemachtigden").text.split("/portaal/gemachtigden/")[1].split("/")[0]
+    stopped = principal.post(f"/portaal/gemachtigden/{mandate_id}/intrekken", data={"csrf_token": token})
+    assert stopped.status_code == 303
+    assert representative.get("/portaal/gegevens/schulden").status_code == 404
