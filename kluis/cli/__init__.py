@@ -13,7 +13,6 @@ from kluis.cli._common import CliError
 
 def _error_message(exc: BaseException) -> tuple[str, int] | None:
     from audit.errors import AuditError
-
     from consent.errors import ConsentError
     from vault.errors import VaultError
 

@@ -1,0 +1,60 @@
+"""DPoP at the resource server: a token bound to a key (``cnf.jkt``) needs a fresh proof per request.
+
+The proof's signature, method, URL, age, access-token hash and key thumbprint are checked in
+``consent.dpop``; its ``jti`` is then remembered in the database (shared by every node) so that a
+captured proof cannot be replayed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
+
+from consent.dpop import MAX_AGE_SECONDS, verify_proof
+from consent.errors import InvalidDpopProofError
+from consent.models import UsedAssertion
+from kluis.api.auth import GrantDep, bearer_token
+from kluis.api.deps import NowDep, ServicesDep
+from vault.schemas import AccessGrant
+
+
+def request_url(request: Request, public_base: str) -> str:
+    """The URL the client called, as seen through the configured public base URL."""
+    return public_base.rstrip("/") + request.url.path
+
+
+def checked_grant(grant: GrantDep, request: Request, services: ServicesDep, now: NowDep) -> AccessGrant:
+    if grant.dpop_jkt is None:
+        return grant
+    proofs = request.headers.getlist("dpop")
+    if len(proofs) != 1:
+        raise InvalidDpopProofError("dpop_proof_missing")
+    _scheme, token = bearer_token(request, ("dpop",))
+    proof = verify_proof(
+        proofs[0],
+        method=request.method,
+        url=request_url(request, services.settings.issuer),
+        now=now,
+        access_token=token,
+        expected_jkt=grant.dpop_jkt,
+    )
+    scope = f"dpop:{grant.client_id}"[:64]
+    with services.db.session() as session:
+        if session.get(UsedAssertion, (scope, proof.jti)) is not None:
+            raise InvalidDpopProofError("dpop_proof_replayed")
+        session.add(
+            UsedAssertion(
+                client_id=scope, jti=proof.jti, expires_at=now + timedelta(seconds=2 * MAX_AGE_SECONDS)
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError as exc:  # the same proof, at the same moment, on another node
+            raise InvalidDpopProofError("dpop_proof_replayed") from exc
+    return grant
+
+
+CheckedGrantDep = Annotated[AccessGrant, Depends(checked_grant)]
