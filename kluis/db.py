@@ -70,20 +70,16 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write unit of work. Services commit explicitly; anything uncommitted is rolled back."""
+        # Closing the session returns its connection with a rollback of anything uncommitted; unlike
+        # session.rollback() it leaves loaded objects usable (detached, not expired) for the caller.
         with Session(self.write_engine, expire_on_commit=False) as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """A read-only unit of work (never blocks writers on SQLite)."""
         with Session(self.read_engine, expire_on_commit=False) as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, TypeDecorator, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -67,7 +67,7 @@ class Category(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenant.id", primary_key=True, max_length=32)
     code: str = Field(primary_key=True, max_length=64)
     title: str = Field(max_length=200)
-    json_schema: str  # the JSON Schema (draft 2020-12) as text
+    json_schema: str = Field(sa_type=Text)  # the JSON Schema (draft 2020-12) as text
     special: bool = False  # special categories (GDPR art. 9, youth care) get extra scrutiny
     created_at: datetime = utc_column()
 
@@ -77,7 +77,10 @@ class Resident(SQLModel, table=True):
     pseudonym for look-ups; erasure clears both and destroys the data key."""
 
     __tablename__ = "resident"
-    __table_args__ = (UniqueConstraint("tenant_id", "bsn_pseudonym", name="uq_resident_bsn"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "bsn_pseudonym", name="uq_resident_bsn"),
+        Index("ix_resident_kek", "tenant_id", "kek_version"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     tenant_id: str = Field(foreign_key="tenant.id", index=True, max_length=32)
@@ -126,7 +129,7 @@ class SigningKey(SQLModel, table=True):
     kid: str = Field(primary_key=True, max_length=64)
     purpose: str = Field(max_length=32, index=True)  # "token" | "checkpoint"
     alg: str = Field(max_length=16)
-    public_jwk: str
+    public_jwk: str = Field(sa_type=Text)
     wrapped_private: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     kek_version: int
     created_at: datetime = utc_column()

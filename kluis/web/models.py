@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Text
 from sqlmodel import Field, SQLModel
 
 from vault.models import utc_column
@@ -22,7 +23,7 @@ class PortalSession(SQLModel, table=True):
     tenant_id: str | None = Field(default=None, foreign_key="tenant.id", max_length=32)
     resident_id: str | None = Field(default=None, foreign_key="resident.id", max_length=32)
     # JSON: CSRF token, language, the login flow's state, whom the user acts for. No BSN, no name.
-    data: str = "{}"
+    data: str = Field(default="{}", sa_type=Text)
     created_at: datetime = utc_column()
     last_seen_at: datetime = utc_column()
     expires_at: datetime = utc_column(index=True)

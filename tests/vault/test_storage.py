@@ -189,7 +189,7 @@ def test_rotation_rewraps_every_data_key_and_the_old_kek_is_not_needed(db, vault
         residents = [vault.add_resident(s, ctx(), tenant, bsn) for bsn in (BSN_A, BSN_B, "123456782")]
         for r in residents:
             vault.put_record(s, ctx(), r, "inkomen", {"maandinkomen": 5.0}, source="x")
-    before = {r: _ciphertext(db, r.id, "inkomen")[1] for r in residents}
+    before = {r.id: _ciphertext(db, r.id, "inkomen")[1] for r in residents}
     with db.session() as s:
         t = vault.tenant(s, "gemeente-a")
         version = vault.begin_rotation(s, t, ctx().now)
@@ -199,7 +199,7 @@ def test_rotation_rewraps_every_data_key_and_the_old_kek_is_not_needed(db, vault
         retired = vault.finish_rotation(s, ctx(), t, version, destroy_old=True)
     assert (version, rewrapped, retired) == (2, 3, [1])
     assert not keys.has_kek(tenant.id, 1)
-    assert {r: _ciphertext(db, r.id, "inkomen")[1] for r in residents} == before  # records untouched
+    assert {r.id: _ciphertext(db, r.id, "inkomen")[1] for r in residents} == before  # records untouched
     fresh = VaultService(FileKeyProvider(keys.path))  # a new process: nothing cached
     with db.session() as s:
         for r in residents:
