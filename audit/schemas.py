@@ -6,9 +6,10 @@ tokens. ``audit`` imports no sibling package, so actors and data subjects are pl
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 ActorType = Literal[
@@ -87,3 +88,132 @@ class AuditEvent:
     categories: tuple[str, ...] = ()
     # Small, non-personal extras (field selection, record version, key version...): codes only.
     details: dict[str, str | int | bool | None] = field(default_factory=dict)
+
+
+# -- what the log hands back ----------------------------------------------------------------------
+# Binary values are bytes here; ``to_json`` renders them as standard base64, the way the RFC 6962
+# log API does.
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedEntry:
+    """The position an appended event got, and the hash its leaf entered the tree with."""
+
+    seq: int
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    """The tree as it stands now (unsigned): use a ``Checkpoint`` for anything shown to others."""
+
+    tenant_id: str
+    origin: str
+    tree_size: int
+    root_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed tree head: ``jws`` signs (origin, tree size, root hash, timestamp)."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    timestamp: datetime
+    kid: str
+    jws: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": b64(self.root_hash),
+            "jws": self.jws,
+            "origin": self.origin,
+            "timestamp": self.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "kid": self.kid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One stored entry: its position, its leaf bytes exactly as hashed, and the leaf hash."""
+
+    seq: int
+    leaf_bytes: bytes
+    leaf_hash: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {"seq": self.seq, "leaf_bytes": b64(self.leaf_bytes), "leaf_hash": b64(self.leaf_hash)}
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    leaf_index: int
+    tree_size: int
+    audit_path: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "audit_path": [b64(h) for h in self.audit_path],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    consistency: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"first": self.first, "second": self.second, "consistency": [b64(h) for h in self.consistency]}
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """A search result: an entry's position and the event its leaf records (times in ms)."""
+
+    seq: int
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """A privacy officer's filter. Every field narrows; ``involving`` matches the data subject, the
+    actor or the person an actor acted for (a resident's "who saw my data" view)."""
+
+    since: datetime | None = None  # inclusive, on start_time
+    until: datetime | None = None  # exclusive
+    name: str | None = None
+    decision: Decision | None = None
+    department: str | None = None
+    client_id: str | None = None
+    data_subject_id: str | None = None
+    actor_id: str | None = None
+    involving: str | None = None
+    purpose: str | None = None
+    trace_id: str | None = None
+    newest_first: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    entries: list[LoggedEvent]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DaySummary:
+    """Counts of one department (``None``: events without one) on one UTC day."""
+
+    day: date
+    department: str | None
+    total: int
+    allowed: int
+    denied: int

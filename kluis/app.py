@@ -47,9 +47,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from kluis.api import routers
 
     routers.include_all(app)
-    from kluis import web
+    from kluis import console, web
 
     web.install(app, services)
+    console.install(app, services)
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     oidc_scope: str = "openid"
     session_idle_minutes: int = Field(default=15, ge=1, le=120)
     session_max_hours: int = Field(default=8, ge=1, le=24)
+    # The privacy officer's console (kluis/console). Officers log in at the same OpenID Provider; the
+    # role claim (a string or a list) must hold "privacy_officer", the tenant claim (if set) names the
+    # municipality's slug, else the portal's municipality applies.
+    oidc_role_claim: str = "roles"
+    oidc_tenant_claim: str | None = None
+    # Verify every audit log and checkpoint this often (minutes); unset: 60 in production, off in
+    # development; 0: off.
+    audit_verify_interval_minutes: int | None = Field(default=None, ge=0, le=7 * 24 * 60)
 
     @property
     def is_production(self) -> bool:

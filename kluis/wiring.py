@@ -6,11 +6,22 @@ nothing here runs at import time.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from consent.services import DepartmentService
+from sqlmodel import Session
+
+from audit.checkpoints import Ed25519CheckpointSigner
+from consent.clients import ClientService
+from consent.oauth import OAuthServer
+from consent.purposes import PurposeService
+from consent.requests import ConsentService
+from consent.schemas import OAuthConfig
+from consent.services import DepartmentService, build_consent
 from kluis.db import Database
+from kluis.group_commit import AuditGroupCommitter
 from kluis.settings import Settings
 from vault.errors import KeyProviderError
 from vault.keys import FileKeyProvider, KeyProvider
@@ -43,9 +54,23 @@ class Services:
     vault: VaultService
     departments: DepartmentService
     signing: SigningKeyService
+    consent: ConsentService  # consent requests, the resident's decisions, grants
+    oauth: OAuthServer  # the authorization server (.tokens, .guard for bearer tokens, .config)
+    clients: ClientService
+    purposes: PurposeService
     extras: dict[str, object] = field(default_factory=dict)
+    _audit_writer: AuditGroupCommitter | None = None
+
+    @property
+    def audit_writer(self) -> AuditGroupCommitter:
+        """The group committer of audit entries for the read hot path (started on first use)."""
+        if self._audit_writer is None:
+            self._audit_writer = AuditGroupCommitter(self.db)
+        return self._audit_writer
 
     def close(self) -> None:
+        if self._audit_writer is not None:
+            self._audit_writer.close()
         self.db.dispose()
 
 
@@ -53,14 +78,53 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     keys = build_key_provider(settings)
     vault = VaultService(keys)
+    departments = DepartmentService(vault)
+    signing = SigningKeyService(keys)
+    consent = build_consent(
+        vault, signing, oauth_config(settings), departments=departments, jwks_fetcher=fetch_jwks
+    )
     return Services(
         settings=settings,
         db=db,
         keys=keys,
         vault=vault,
-        departments=DepartmentService(vault),
-        signing=SigningKeyService(keys),
+        departments=departments,
+        signing=signing,
+        consent=consent.requests,
+        oauth=consent.oauth,
+        clients=consent.clients,
+        purposes=consent.purposes,
     )
+
+
+def oauth_config(settings: Settings) -> OAuthConfig:
+    return OAuthConfig(
+        issuer=settings.issuer.rstrip("/"),
+        base_url=settings.public_base_url,
+        access_token_lifetime=settings.access_token_lifetime_seconds,
+        request_lifetime=settings.consent_request_lifetime_seconds,
+        poll_interval=settings.poll_interval_seconds,
+        production=settings.is_production,
+        allow_client_secret=not settings.is_production or settings.allow_client_secret_in_production,
+    )
+
+
+def fetch_jwks(url: str) -> Any:
+    """A client's published JWKS (for ``private_key_jwt`` with a JWKS URL): short timeouts, no
+    redirects, at most 64 KiB. ``consent`` never makes network calls itself; this is injected."""
+    import httpx
+
+    with (
+        httpx.Client(timeout=httpx.Timeout(5.0), follow_redirects=False) as client,
+        client.stream("GET", url, headers={"Accept": "application/json"}) as response,
+    ):
+        response.raise_for_status()
+        body = b""
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > 64 * 1024:
+                raise ValueError("JWKS document too large")
+    return json.loads(body)
 
 
 def initialise(services: Services) -> None:
@@ -74,3 +138,14 @@ def initialise(services: Services) -> None:
         now = utcnow()
         services.signing.ensure(session, "token", now)
         services.signing.ensure(session, "checkpoint", now)
+
+
+def signer_from(signing: SigningKeyService, session: Session, now: datetime) -> Ed25519CheckpointSigner:
+    """The active checkpoint key (Ed25519, created on first use) as an audit checkpoint signer."""
+    row = signing.ensure(session, "checkpoint", now)
+    return Ed25519CheckpointSigner(signing.private_key(row))
+
+
+def checkpoint_signer(settings: Settings, session: Session) -> Ed25519CheckpointSigner:
+    """For the CLI: the checkpoint signer of the deployment described by ``settings``."""
+    return signer_from(SigningKeyService(build_key_provider(settings)), session, utcnow())

@@ -29,6 +29,9 @@ class AccessGrant:
     may_write: frozenset[str] = frozenset()
     may_read_history: bool = True
     token_hash: str | None = None  # a hash of the token id, for the audit entry (never the token)
+    # RFC 9449: the JWK thumbprint the access token is bound to (``cnf.jkt``); a DPoP proof signed
+    # by that key must accompany every request when set.
+    dpop_jkt: str | None = None
 
     @property
     def actor(self) -> Actor:

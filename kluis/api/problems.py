@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from audit.errors import AuditError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from audit import errors as audit_errors
+from audit.errors import AuditError
 from consent import errors as consent_errors
 from vault import errors as vault_errors
 
@@ -44,7 +45,15 @@ DOMAIN_PROBLEMS: dict[type[Exception], ProblemKind] = {
     vault_errors.KeyProviderError: ProblemKind(503, "key-provider-unavailable", "Key provider unavailable"),
     consent_errors.DepartmentNotFoundError: ProblemKind(404, "not-found", "Not found"),
     consent_errors.DuplicateDepartmentError: ProblemKind(409, "conflict", "Conflict"),
+    consent_errors.InvalidTokenError: ProblemKind(401, "invalid-token", "Invalid or expired access token"),
+    consent_errors.NotFoundError: ProblemKind(404, "not-found", "Not found"),
+    consent_errors.InvalidInputError: ProblemKind(422, "invalid-input", "Invalid input"),
+    consent_errors.ConflictError: ProblemKind(409, "conflict", "Conflict"),
+    consent_errors.NotAllowedError: ProblemKind(403, "not-allowed", "Not allowed"),
     consent_errors.ConsentError: ProblemKind(400, "invalid-request", "Invalid request"),
+    audit_errors.ProofRequestError: ProblemKind(400, "invalid-proof-request", "Invalid proof request"),
+    audit_errors.InvalidCursorError: ProblemKind(400, "invalid-cursor", "Invalid cursor"),
+    audit_errors.UnknownLogError: ProblemKind(404, "not-found", "Not found"),
     AuditError: ProblemKind(503, "audit-unavailable", "The audit log could not record this request"),
 }
 
@@ -131,7 +140,12 @@ def install(app: FastAPI) -> None:
         if kind.status >= 500:
             log.error("request failed: %s", type(exc).__name__, extra={"request_id": request_id(request)})
         return problem(
-            request, kind.status, kind.code, kind.title, str(exc) if kind.status < 500 else kind.title
+            request,
+            kind.status,
+            kind.code,
+            kind.title,
+            str(exc) if kind.status < 500 else kind.title,
+            headers=getattr(exc, "headers", None),  # e.g. WWW-Authenticate on a 401 (RFC 6750 §3)
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

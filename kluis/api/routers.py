@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from kluis.api import health, ops, records
+from kluis import console, web
+from kluis.api import audit, health, me, oauth, ops, records
 
 
 def include_all(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(ops.router)
     app.include_router(records.router)
+    app.include_router(oauth.router)
+    app.include_router(me.router)
+    app.include_router(audit.router)
+    app.include_router(web.router)
+    app.include_router(console.router)

@@ -17,14 +17,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kluis.web.sessions import SessionState, SessionStore
 
 PREFIX = "/portaal"
-STATIC = PREFIX + "/static/"
 
 
 class PortalSessionMiddleware:
     def __init__(
-        self, app: ASGIApp, *, store: SessionStore, secure: bool, clock: Callable[[], datetime]
+        self,
+        app: ASGIApp,
+        *,
+        store: SessionStore,
+        secure: bool,
+        clock: Callable[[], datetime],
+        prefix: str = PREFIX,
     ) -> None:
         self.app = app
+        self.prefix, self.static = prefix, prefix + "/static/"
         self.store = store
         self.secure = secure
         self.clock = clock
@@ -34,7 +40,7 @@ class PortalSessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(PREFIX) or path.startswith(STATIC):
+        if scope["type"] != "http" or not path.startswith(self.prefix) or path.startswith(self.static):
             await self.app(scope, receive, send)
             return
         raw_id = self._cookie(scope)

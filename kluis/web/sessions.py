@@ -53,6 +53,15 @@ class SessionState:
 
     def login(self, tenant_id: str, resident_id: str) -> None:
         """Bind the session to a resident; the id is replaced when the response is sent."""
+        self._bind(tenant_id, resident_id)
+
+    def login_role(self, tenant_id: str, role: str, subject: str) -> None:
+        """Bind the session to a staff role of one tenant, no resident (the privacy officer's
+        console, ``kluis.console``, reads ``data["role"]`` and ``data["subject"]``)."""
+        self._bind(tenant_id, None)
+        self.data["role"], self.data["subject"] = role, subject
+
+    def _bind(self, tenant_id: str, resident_id: str | None) -> None:
         language = self.data.get("lang")
         self.data.clear()
         if language:

@@ -1,0 +1,466 @@
+"""The audit log: append in the caller's transaction, prove, sign checkpoints, search.
+
+Appending one batch for one tenant is four statements, whatever the batch size::
+
+    SELECT size, root_hash, frontier FROM audit_log_state WHERE tenant_id = ? FOR UPDATE
+    INSERT INTO audit_entry ...            (every entry of the batch)
+    INSERT INTO audit_node ...             (the perfect subtrees the new leaves complete)
+    UPDATE audit_log_state SET ... WHERE tenant_id = ? AND size = <old size>
+
+The lock makes sequence numbers dense and ordered under concurrent writers: on PostgreSQL it is the
+row lock of ``FOR UPDATE``; on SQLite the write unit of work holds the database lock from its
+``BEGIN IMMEDIATE`` (SQLite ignores ``FOR UPDATE``). Nothing here commits: the caller commits the
+act and its entries together, and an exception means neither happened (fail closed).
+
+Reads take any session. Proofs fetch only the O(log n) stored subtrees they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from audit import leaf, merkle
+from audit.checkpoints import CheckpointPayload, CheckpointSigner, valid_origin
+from audit.errors import (
+    CheckpointRefusedError,
+    InvalidEventError,
+    LogOriginError,
+    LogStateError,
+    ProofError,
+    ProofRequestError,
+    UnknownLogError,
+)
+from audit.models import CHECKPOINT, ENTRY, NODE, STATE
+from audit.queries import export_csv, export_jsonl, search, summary
+from audit.schemas import (
+    AppendedEntry,
+    AuditEvent,
+    Checkpoint,
+    ConsistencyProof,
+    InclusionProof,
+    LogEntry,
+    LogHead,
+)
+
+__all__ = [
+    "append",
+    "append_many",
+    "checkpoints",
+    "consistency_proof",
+    "ensure_log",
+    "export_csv",
+    "export_jsonl",
+    "get_entries",
+    "get_entry",
+    "inclusion_proof",
+    "latest_checkpoint",
+    "log_head",
+    "pending_checkpoints",
+    "root_at",
+    "search",
+    "sign_checkpoint",
+    "sign_pending_checkpoints",
+    "summary",
+]
+
+MAX_ENTRIES_PER_READ = 1000
+
+_LOCK_STATE = (
+    select(STATE.c.size, STATE.c.root_hash, STATE.c.frontier, STATE.c.origin)
+    .where(STATE.c.tenant_id == bindparam("tenant"))
+    .with_for_update()
+)
+_READ_STATE = select(STATE.c.origin, STATE.c.size, STATE.c.root_hash).where(
+    STATE.c.tenant_id == bindparam("tenant")
+)
+_INSERT_ENTRIES = insert(ENTRY)
+_INSERT_NODES = insert(NODE)
+_UPDATE_STATE = (
+    update(STATE)
+    .where(STATE.c.tenant_id == bindparam("tenant"), STATE.c.size == bindparam("old_size"))
+    .values(size=bindparam("new_size"), root_hash=bindparam("new_root"), frontier=bindparam("new_edge"))
+)
+_CHECKPOINT_COLUMNS = (
+    CHECKPOINT.c.tree_size,
+    CHECKPOINT.c.root_hash,
+    CHECKPOINT.c.timestamp_ms,
+    CHECKPOINT.c.kid,
+    CHECKPOINT.c.jws,
+)
+
+
+def _connection(session: Session) -> Connection:
+    # Core statements on the session's own connection: same transaction, none of the ORM's
+    # per-object bookkeeping (this is the hot path of every audited request).
+    return session.connection()
+
+
+# -- the log ---------------------------------------------------------------------------------------
+def ensure_log(session: Session, tenant_id: str, origin: str) -> None:
+    """Create the tenant's (empty) log named ``origin`` unless it exists. Idempotent; no commit.
+
+    Raises ``LogOriginError`` if the tenant's log exists under another origin.
+    """
+    if not leaf.TENANT.fullmatch(tenant_id) or not valid_origin(origin):
+        raise InvalidEventError("a log needs an opaque tenant id and a printable origin")
+    conn = _connection(session)
+    existing = conn.execute(_READ_STATE, {"tenant": tenant_id}).first()
+    if existing is None:
+        values = {
+            "tenant_id": tenant_id,
+            "origin": origin,
+            "size": 0,
+            "root_hash": merkle.EMPTY_ROOT,
+            "frontier": b"",
+        }
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(dialect_insert(STATE).values(values).on_conflict_do_nothing())
+        existing = conn.execute(_READ_STATE, {"tenant": tenant_id}).first()
+    if existing is None or existing.origin != origin:
+        raise LogOriginError
+
+
+def log_head(session: Session, tenant_id: str) -> LogHead:
+    """The tree as it stands (unsigned). Raises ``UnknownLogError``."""
+    row = _connection(session).execute(_READ_STATE, {"tenant": tenant_id}).first()
+    if row is None:
+        raise UnknownLogError
+    return LogHead(tenant_id=tenant_id, origin=row.origin, tree_size=row.size, root_hash=row.root_hash)
+
+
+def append(session: Session, event: AuditEvent) -> AppendedEntry:
+    """Append ``event`` to its tenant's log in the caller's transaction (no commit)."""
+    return append_many(session, [event])[0]
+
+
+def append_many(session: Session, events: Sequence[AuditEvent]) -> list[AppendedEntry]:
+    """Append ``events`` (any mix of tenants) in the caller's transaction, in order; no commit.
+
+    Raises ``InvalidEventError`` before writing anything if one event is not valid,
+    ``UnknownLogError`` for a tenant without a log, ``LogStateError`` if the stored state does not
+    fit its entries (a rolled-back state collides with existing rows). The caller must roll back
+    after any exception.
+    """
+    if not events:
+        return []
+    objects = [leaf.leaf_object(0, event) for event in events]  # validate all before writing
+    by_tenant: dict[str, list[int]] = {}
+    for position, event in enumerate(events):
+        by_tenant.setdefault(event.tenant, []).append(position)
+    results: list[AppendedEntry | None] = [None] * len(events)
+    writer = _Writer(_connection(session))
+    try:
+        for tenant_id in sorted(by_tenant):  # one lock order for every writer: batches never deadlock
+            positions = by_tenant[tenant_id]
+            appended = _append_tenant(writer, tenant_id, [objects[p] for p in positions])
+            for position, entry in zip(positions, appended, strict=True):
+                results[position] = entry
+    finally:
+        writer.close()
+    return [entry for entry in results if entry is not None]
+
+
+def _append_tenant(writer: _Writer, tenant_id: str, objects: list[dict[str, Any]]) -> list[AppendedEntry]:
+    old_size, frontier = writer.lock(tenant_id)
+    try:
+        edge = merkle.CompactRange.from_bytes(old_size, frontier)
+    except ValueError as exc:
+        raise LogStateError from exc
+    appended: list[AppendedEntry] = []
+    entries: list[tuple[Any, ...]] = []
+    nodes: list[tuple[Any, ...]] = []
+    for obj in objects:
+        seq = obj["seq"] = edge.size
+        data = leaf.encode(obj)
+        digest = merkle.leaf_hash(data)
+        entries.append((tenant_id, seq, digest, data, *leaf.columns(obj)))
+        nodes.extend((tenant_id, level, index, value) for level, index, value in edge.append(digest))
+        appended.append(AppendedEntry(seq=seq, leaf_hash=digest))
+    state = (edge.size, edge.root(), edge.to_bytes(), tenant_id, old_size)
+    if writer.write(entries, nodes, state) != 1:  # someone moved the state without holding the lock
+        raise LogStateError
+    return appended
+
+
+_ENTRY_COLUMNS = ("tenant_id", "seq", "leaf_hash", "leaf_bytes", *leaf.COLUMNS)
+_NODE_COLUMNS = ("tenant_id", "level", "idx", "hash")
+
+
+class _Writer:
+    """The statements of an append, on the DBAPI cursor of the session's own connection.
+
+    Same connection, same transaction, but none of SQLAlchemy's per-statement work (cache look-up,
+    events, result set-up), which was most of the cost of an append. On PostgreSQL, where every
+    statement is a network round trip, the inserts ride along with the state update as
+    data-modifying CTEs: an append is two round trips (lock, write). Reads elsewhere use Core.
+    """
+
+    SMALL_BATCH = 8  # up to this many entries, PostgreSQL gets one combined statement
+
+    def __init__(self, conn: Connection) -> None:
+        self.postgres = conn.dialect.name == "postgresql"
+        self.integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
+        dbapi_connection: Any = conn.connection.dbapi_connection
+        self.cursor: Any = dbapi_connection.cursor()
+        self.mark = "%s" if self.postgres else "?"
+
+    def close(self) -> None:
+        self.cursor.close()
+
+    def lock(self, tenant_id: str) -> tuple[int, bytes]:
+        sql = f"SELECT size, frontier FROM audit_log_state WHERE tenant_id = {self.mark}"  # noqa: S608 - constants only
+        self.cursor.execute(sql + (" FOR UPDATE" if self.postgres else ""), (tenant_id,))
+        row = self.cursor.fetchone()
+        if row is None:
+            raise UnknownLogError
+        return int(row[0]), bytes(row[1])
+
+    def write(
+        self, entries: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], state: tuple[Any, ...]
+    ) -> int:
+        """Insert ``entries`` and ``nodes``, then move the state; return the updated row count."""
+        m = self.mark
+        update = (
+            f"UPDATE audit_log_state SET size = {m}, root_hash = {m}, frontier = {m} "  # noqa: S608 - constants only
+            f"WHERE tenant_id = {m} AND size = {m}"
+        )
+        try:
+            if self.postgres and len(entries) <= self.SMALL_BATCH:
+                # One round trip: the inserts as data-modifying CTEs of the state update (multi-row
+                # VALUES only pay off for small batches; large ones go pipelined below).
+                ctes = [f"e AS ({self._insert('audit_entry', _ENTRY_COLUMNS, len(entries))})"]
+                if nodes:
+                    ctes.append(f"n AS ({self._insert('audit_node', _NODE_COLUMNS, len(nodes))})")
+                params = [value for row in (*entries, *nodes, state) for value in row]
+                self.cursor.execute(f"WITH {', '.join(ctes)} {update}", params)
+            else:
+                self.cursor.executemany(self._insert("audit_entry", _ENTRY_COLUMNS, 1), entries)
+                if nodes:
+                    self.cursor.executemany(self._insert("audit_node", _NODE_COLUMNS, 1), nodes)
+                self.cursor.execute(update, state)
+            return int(self.cursor.rowcount)
+        except self.integrity_error as exc:  # a row already holds one of "our" positions
+            raise LogStateError from exc
+
+    def _insert(self, table: str, columns: tuple[str, ...], rows: int) -> str:
+        row = "(" + ", ".join([self.mark] * len(columns)) + ")"
+        # Table and column names are this module's constants; values always go as parameters.
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"  # noqa: S608
+
+
+# -- entries and proofs ---------------------------------------------------------------------------
+def _size(conn: Connection, tenant_id: str) -> int:
+    row = conn.execute(_READ_STATE, {"tenant": tenant_id}).first()
+    if row is None:
+        raise UnknownLogError
+    size: int = row.size
+    return size
+
+
+def get_entry(session: Session, tenant_id: str, seq: int) -> LogEntry | None:
+    found = get_entries(session, tenant_id, seq, seq + 1)
+    return found[0] if found else None
+
+
+def get_entries(session: Session, tenant_id: str, start: int, end: int) -> list[LogEntry]:
+    """Entries ``start <= seq < end`` (at most ``MAX_ENTRIES_PER_READ``), like RFC 6962 get-entries."""
+    if start < 0 or end < start:
+        raise ProofRequestError
+    end = min(end, start + MAX_ENTRIES_PER_READ)
+    rows = _connection(session).execute(
+        select(ENTRY.c.seq, ENTRY.c.leaf_bytes, ENTRY.c.leaf_hash)
+        .where(ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq >= start, ENTRY.c.seq < end)
+        .order_by(ENTRY.c.seq)
+    )
+    return [LogEntry(seq=r.seq, leaf_bytes=r.leaf_bytes, leaf_hash=r.leaf_hash) for r in rows]
+
+
+def _subtrees(conn: Connection, tenant_id: str, wanted: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    """The stored hashes of perfect subtrees (two indexed reads). Raises ``LogStateError`` if one is
+    missing: a complete tree has every one of them."""
+    found: dict[merkle.NodeId, bytes] = {}
+    leaves = sorted(index for level, index in wanted if level == 0)
+    inner = sorted(node for node in wanted if node[0] > 0)
+    if leaves:
+        rows = conn.execute(
+            select(ENTRY.c.seq, ENTRY.c.leaf_hash).where(
+                ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq.in_(leaves)
+            )
+        )
+        found.update(((0, r.seq), r.leaf_hash) for r in rows)
+    if inner:
+        rows = conn.execute(
+            select(NODE.c.level, NODE.c.idx, NODE.c.hash).where(
+                NODE.c.tenant_id == tenant_id, tuple_(NODE.c.level, NODE.c.idx).in_(inner)
+            )
+        )
+        found.update(((r.level, r.idx), r.hash) for r in rows)
+    if len(found) != len(wanted):
+        raise LogStateError("a stored subtree of the audit log is missing")
+    return found
+
+
+def _range_hashes(conn: Connection, tenant_id: str, ranges: list[merkle.Range]) -> list[bytes]:
+    stored = _subtrees(conn, tenant_id, merkle.nodes_for(ranges))
+    return merkle.hashes_for(ranges, stored.__getitem__)
+
+
+def root_at(session: Session, tenant_id: str, tree_size: int) -> bytes:
+    """The root of the tree's first ``tree_size`` entries, from the stored subtrees."""
+    conn = _connection(session)
+    if not 0 <= tree_size <= _size(conn, tenant_id):
+        raise ProofRequestError
+    if tree_size == 0:
+        return merkle.EMPTY_ROOT
+    return _range_hashes(conn, tenant_id, [(0, tree_size)])[0]
+
+
+def inclusion_proof(session: Session, tenant_id: str, seq: int, tree_size: int) -> InclusionProof:
+    """The audit path of entry ``seq`` in the tree of size ``tree_size`` (RFC 9162 §2.1.3)."""
+    conn = _connection(session)
+    if not 0 <= seq < tree_size or tree_size > _size(conn, tenant_id):
+        raise ProofRequestError
+    path = _range_hashes(conn, tenant_id, merkle.inclusion_ranges(seq, tree_size))
+    return InclusionProof(leaf_index=seq, tree_size=tree_size, audit_path=tuple(path))
+
+
+def consistency_proof(session: Session, tenant_id: str, first: int, second: int) -> ConsistencyProof:
+    """The proof that tree ``second`` extends tree ``first`` (RFC 9162 §2.1.4)."""
+    conn = _connection(session)
+    if not 0 <= first <= second or second > _size(conn, tenant_id):
+        raise ProofRequestError
+    proof = _range_hashes(conn, tenant_id, merkle.consistency_ranges(first, second))
+    return ConsistencyProof(first=first, second=second, consistency=tuple(proof))
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def _checkpoint(origin: str, row: Any) -> Checkpoint:
+    return Checkpoint(
+        origin=origin,
+        tree_size=row.tree_size,
+        root_hash=row.root_hash,
+        timestamp=leaf.from_ms(row.timestamp_ms),
+        kid=row.kid,
+        jws=row.jws,
+    )
+
+
+def _origin(conn: Connection, tenant_id: str) -> str:
+    row = conn.execute(_READ_STATE, {"tenant": tenant_id}).first()
+    if row is None:
+        raise UnknownLogError
+    origin: str = row.origin
+    return origin
+
+
+def latest_checkpoint(session: Session, tenant_id: str) -> Checkpoint | None:
+    conn = _connection(session)
+    row = conn.execute(
+        select(*_CHECKPOINT_COLUMNS)
+        .where(CHECKPOINT.c.tenant_id == tenant_id)
+        .order_by(CHECKPOINT.c.tree_size.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _checkpoint(_origin(conn, tenant_id), row)
+
+
+def checkpoints(session: Session, tenant_id: str, *, after: int = -1, limit: int = 1000) -> list[Checkpoint]:
+    """Checkpoints with ``tree_size > after``, smallest first."""
+    conn = _connection(session)
+    origin = _origin(conn, tenant_id)
+    rows = conn.execute(
+        select(*_CHECKPOINT_COLUMNS)
+        .where(CHECKPOINT.c.tenant_id == tenant_id, CHECKPOINT.c.tree_size > after)
+        .order_by(CHECKPOINT.c.tree_size)
+        .limit(min(limit, MAX_ENTRIES_PER_READ))
+    )
+    return [_checkpoint(origin, row) for row in rows]
+
+
+def sign_checkpoint(session: Session, tenant_id: str, signer: CheckpointSigner, now: datetime) -> Checkpoint:
+    """Sign the tree as it stands, in the caller's transaction (no commit).
+
+    Returns the latest checkpoint unchanged if the log did not grow since. Refuses
+    (``CheckpointRefusedError``) a tree that is not a consistent extension of the latest checkpoint,
+    and (``LogStateError``) a state whose root the stored subtrees do not give.
+    """
+    conn = _connection(session)
+    state = conn.execute(_LOCK_STATE, {"tenant": tenant_id}).first()
+    if state is None:
+        raise UnknownLogError
+    size: int = state.size
+    root: bytes = state.root_hash
+    try:
+        edge = merkle.CompactRange.from_bytes(size, state.frontier)
+    except ValueError as exc:
+        raise LogStateError from exc
+    stored_root = _range_hashes(conn, tenant_id, [(0, size)])[0] if size else merkle.EMPTY_ROOT
+    if edge.root() != root or stored_root != root:
+        raise LogStateError
+    latest = conn.execute(
+        select(*_CHECKPOINT_COLUMNS)
+        .where(CHECKPOINT.c.tenant_id == tenant_id)
+        .order_by(CHECKPOINT.c.tree_size.desc())
+        .limit(1)
+    ).first()
+    timestamp_ms = leaf.to_ms(now)
+    if latest is not None:
+        if latest.tree_size == size and latest.root_hash == root:
+            return _checkpoint(state.origin, latest)
+        if latest.tree_size >= size:
+            raise CheckpointRefusedError
+        proof = _range_hashes(conn, tenant_id, merkle.consistency_ranges(latest.tree_size, size))
+        try:
+            merkle.verify_consistency(latest.tree_size, size, latest.root_hash, root, proof)
+        except ProofError as exc:
+            raise CheckpointRefusedError from exc
+        timestamp_ms = max(timestamp_ms, latest.timestamp_ms)  # never back in time
+    payload = CheckpointPayload(
+        origin=state.origin, tree_size=size, root_hash=root, timestamp_ms=timestamp_ms
+    )
+    jws = signer.sign(payload.to_bytes())
+    conn.execute(
+        insert(CHECKPOINT).values(
+            tenant_id=tenant_id,
+            tree_size=size,
+            root_hash=root,
+            timestamp_ms=timestamp_ms,
+            kid=signer.kid,
+            jws=jws,
+        )
+    )
+    return Checkpoint(
+        origin=state.origin,
+        tree_size=size,
+        root_hash=root,
+        timestamp=leaf.from_ms(timestamp_ms),
+        kid=signer.kid,
+        jws=jws,
+    )
+
+
+def pending_checkpoints(session: Session) -> list[str]:
+    """The tenants whose log grew since their latest checkpoint (or that have none yet)."""
+    latest = (
+        select(CHECKPOINT.c.tenant_id, func.max(CHECKPOINT.c.tree_size).label("tree_size"))
+        .group_by(CHECKPOINT.c.tenant_id)
+        .subquery()
+    )
+    rows = _connection(session).execute(
+        select(STATE.c.tenant_id)
+        .outerjoin(latest, latest.c.tenant_id == STATE.c.tenant_id)
+        .where(STATE.c.size > func.coalesce(latest.c.tree_size, -1), STATE.c.size > 0)
+        .order_by(STATE.c.tenant_id)
+    )
+    return [r.tenant_id for r in rows]
+
+
+def sign_pending_checkpoints(session: Session, signer: CheckpointSigner, now: datetime) -> list[Checkpoint]:
+    """Sign every log that grew (call every few seconds, then commit). No commit here."""
+    return [sign_checkpoint(session, tenant_id, signer, now) for tenant_id in pending_checkpoints(session)]

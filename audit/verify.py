@@ -1,0 +1,369 @@
+"""Verification: recompute a tenant's whole log and name the first damage.
+
+Walking the entries in sequence order (chunked reads, constant memory), for every entry:
+
+* it exists at the next position (else *missing*, or *truncated* at the tail);
+* its leaf bytes parse and hash to the stored leaf hash, belong to this tenant, and its indexed
+  search columns equal what the leaf says (else *altered*); a complete, self-consistent entry that
+  names another position is *reordered*;
+* the perfect subtrees its leaf completes equal the stored nodes (else the node is *altered* or
+  *missing*; the damage names the first entry under it);
+* a checkpoint at this tree size (stored, or *witnessed*: kept outside the database and handed in)
+  has a valid signature by a pinned key (else *bad_signature*), its columns equal its signed payload
+  (else *altered*), and its root equals the recomputed root (else the entries were rewritten after
+  it was signed: *altered*, naming the previous good checkpoint as the first suspect entry).
+
+Then the log state: a state behind the entries is *rolled_back*, one ahead of them means the tail
+was *truncated*, and its root and right edge must be those of the entries. No node may lie outside
+the tree, and no checkpoint may vouch for more entries than exist (*truncated*).
+
+What it cannot see alone: a database administrator who rewrites entries, nodes, state and the stored
+checkpoints consistently (or deletes the newest of them). Checkpoints kept outside the database,
+by residents and by an outside party, catch that: pass them as ``witnessed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session
+
+from audit import leaf, merkle
+from audit.checkpoints import CheckpointVerifier
+from audit.errors import CheckpointSignatureError, LeafFormatError, UnknownLogError
+from audit.models import CHECKPOINT, ENTRY, NODE, STATE
+from audit.schemas import b64
+
+DamageKind = Literal["altered", "missing", "reordered", "truncated", "rolled_back", "bad_signature"]
+Where = Literal["entry", "node", "state", "checkpoint", "log"]
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """The first thing found wrong. ``seq`` is the first entry concerned (``None`` when no entry is);
+    ``tree_size`` names the checkpoint or state concerned."""
+
+    kind: DamageKind
+    where: Where
+    seq: int | None
+    detail: str
+    tree_size: int | None = None
+
+    def describe(self) -> str:
+        if self.where == "checkpoint":
+            subject = f"checkpoint at tree size {self.tree_size}"
+        elif self.where == "state":
+            subject = f"log state (size {self.tree_size})"
+        elif self.seq is not None:
+            subject = f"entry {self.seq}"
+        else:
+            subject = "log"
+        return f"{subject}: {self.kind.replace('_', ' ')} ({self.detail})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "where": self.where,
+            "seq": self.seq,
+            "tree_size": self.tree_size,
+            "detail": self.detail,
+            "message": self.describe(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    tenant_id: str
+    origin: str
+    entries: int  # entries checked in order before the first damage (all of them if none)
+    root_hash: bytes  # the root of those entries
+    checkpoints: int  # checkpoints whose signature and root were checked
+    latest_checkpoint: int | None  # the largest tree size a good checkpoint vouches for
+    damage: Damage | None
+
+    @property
+    def ok(self) -> bool:
+        return self.damage is None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "tenant_id": self.tenant_id,
+            "origin": self.origin,
+            "entries": self.entries,
+            "root_hash": b64(self.root_hash),
+            "checkpoints": self.checkpoints,
+            "latest_checkpoint": self.latest_checkpoint,
+            "damage": self.damage.to_json() if self.damage else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A checkpoint as found (database row, export line or a witness's copy): the columns, and the
+    JWS they must agree with."""
+
+    tree_size: int
+    root_hash: bytes
+    timestamp_ms: int
+    kid: str
+    jws: str
+
+
+class Findings:
+    """Damages found, each at the position of the walk where it shows; the earliest is reported."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, int, Damage]] = []
+
+    def add(self, position: int, damage: Damage | None) -> None:
+        if damage is not None:
+            self.items.append((position, len(self.items), damage))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def first(self) -> Damage | None:
+        return min(self.items)[2] if self.items else None
+
+
+class Walker:
+    """The checks shared by database and export verification: leaves in order, and checkpoints
+    (stored and witnessed) when the walk reaches their tree size."""
+
+    def __init__(
+        self, tenant_id: str, origin: str, verifier: CheckpointVerifier, witnessed: Sequence[str] = ()
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.origin = origin
+        self.verifier = verifier
+        self.edge = merkle.CompactRange()
+        self.checkpoints = 0
+        self.latest_checkpoint: int | None = None
+        self.findings = Findings()
+        self.witnessed: dict[int, list[StoredCheckpoint]] = {}
+        for token in witnessed:
+            self._witness(token)
+
+    def _witness(self, token: str) -> None:
+        try:
+            verified = self.verifier.verify(token)
+        except CheckpointSignatureError:
+            self.findings.add(
+                -1, Damage("bad_signature", "checkpoint", None, "a witnessed checkpoint is not valid")
+            )
+            return
+        p = verified.payload
+        stored = StoredCheckpoint(p.tree_size, p.root_hash, p.timestamp_ms, verified.kid, token)
+        self.witnessed.setdefault(p.tree_size, []).append(stored)
+
+    def leaf(self, data: bytes, stored_hash: bytes) -> tuple[dict[str, Any] | None, Damage | None]:
+        """Check the leaf at the next position (not yet added to the tree)."""
+        seq = self.edge.size
+        digest = merkle.leaf_hash(data)
+        try:
+            obj = leaf.parse(data)
+        except LeafFormatError:
+            return None, Damage("altered", "entry", seq, "the leaf bytes are not a valid entry")
+        if obj["seq"] != seq:
+            if digest == stored_hash:
+                return None, Damage("reordered", "entry", seq, f"holds the entry of position {obj['seq']}")
+            return None, Damage("altered", "entry", seq, "the leaf names another position")
+        if digest != stored_hash:
+            return None, Damage("altered", "entry", seq, "the leaf hash does not match the leaf bytes")
+        if obj["tenant"] != self.tenant_id:
+            return None, Damage("altered", "entry", seq, "the leaf belongs to another log")
+        return obj, None
+
+    def reached(self, stored: StoredCheckpoint | None = None) -> Damage | None:
+        """Check the checkpoints of the tree as it stands now: ``stored`` and any witnessed ones."""
+        for checkpoint in (*([stored] if stored else []), *self.witnessed.get(self.edge.size, [])):
+            damage = self.checkpoint(checkpoint)
+            if damage:
+                return damage
+        return None
+
+    def checkpoint(self, stored: StoredCheckpoint) -> Damage | None:
+        """Check one checkpoint; its root only if the walk stands at its tree size, else the entries
+        it vouches for are gone."""
+        size = stored.tree_size
+        try:
+            verified = self.verifier.verify(stored.jws)
+        except CheckpointSignatureError:
+            return Damage("bad_signature", "checkpoint", None, "no pinned key signed it", size)
+        payload = verified.payload
+        if (
+            payload.tree_size != size
+            or payload.root_hash != stored.root_hash
+            or payload.timestamp_ms != stored.timestamp_ms
+            or verified.kid != stored.kid
+        ):
+            return Damage("altered", "checkpoint", None, "its columns differ from its signed payload", size)
+        if payload.origin != self.origin:
+            return Damage("altered", "checkpoint", None, "it was signed for another log", size)
+        if size != self.edge.size:
+            count = self.edge.size
+            return Damage("truncated", "entry", count, f"checkpoint {size} vouches for entries that are gone")
+        if payload.root_hash != self.edge.root():
+            since = self.latest_checkpoint or 0
+            detail = f"entries {since}..{size - 1} were changed after checkpoint {size} was signed"
+            return Damage("altered", "log", since, detail, size)
+        self.checkpoints += 1
+        self.latest_checkpoint = size
+        return None
+
+    def beyond(self, stored: Iterable[StoredCheckpoint]) -> Damage | None:
+        """Checkpoints larger than the walked log (stored or witnessed): truncation, or forgeries."""
+        for checkpoint in sorted(
+            [*stored, *(c for size, cs in self.witnessed.items() if size > self.edge.size for c in cs)],
+            key=lambda c: c.tree_size,
+        ):
+            return self.checkpoint(checkpoint)
+        return None
+
+    def result(self) -> VerifyResult:
+        return VerifyResult(
+            tenant_id=self.tenant_id,
+            origin=self.origin,
+            entries=self.edge.size,
+            root_hash=self.edge.root(),
+            checkpoints=self.checkpoints,
+            latest_checkpoint=self.latest_checkpoint,
+            damage=self.findings.first(),
+        )
+
+
+# -- the database ---------------------------------------------------------------------------------
+def checkpoint_rows(conn: Connection, tenant_id: str, low: int, high: int | None) -> list[StoredCheckpoint]:
+    """Stored checkpoints with ``low < tree_size <= high`` (no upper bound if ``high`` is None)."""
+    c = CHECKPOINT.c
+    stmt = select(c.tree_size, c.root_hash, c.timestamp_ms, c.kid, c.jws).where(
+        c.tenant_id == tenant_id, c.tree_size > low
+    )
+    if high is not None:
+        stmt = stmt.where(c.tree_size <= high)
+    rows = conn.execute(stmt.order_by(c.tree_size))
+    return [StoredCheckpoint(r.tree_size, r.root_hash, r.timestamp_ms, r.kid, r.jws) for r in rows]
+
+
+def _check_nodes(conn: Connection, tenant_id: str, completed: dict[merkle.NodeId, bytes]) -> Damage | None:
+    """Compare the subtrees completed in a chunk with the stored ones (one range read per level)."""
+    by_level: dict[int, list[int]] = {}
+    for level, index in completed:
+        by_level.setdefault(level, []).append(index)
+    stored: dict[merkle.NodeId, bytes] = {}
+    for level, indexes in by_level.items():
+        rows = conn.execute(
+            select(NODE.c.idx, NODE.c.hash).where(
+                NODE.c.tenant_id == tenant_id,
+                NODE.c.level == level,
+                NODE.c.idx >= min(indexes),
+                NODE.c.idx <= max(indexes),
+            )
+        )
+        stored.update(((level, r.idx), r.hash) for r in rows)
+    for level, index in sorted(completed, key=lambda node: (node[1] << node[0], node[0])):
+        first, value = index << level, stored.get((level, index))
+        if value is None:
+            return Damage(
+                "missing", "node", first, f"stored subtree (level {level}, index {index}) is missing"
+            )
+        if value != completed[(level, index)]:
+            return Damage("altered", "node", first, f"stored subtree (level {level}, index {index}) differs")
+    return None
+
+
+def verify_log(
+    session: Session,
+    tenant_id: str,
+    verifier: CheckpointVerifier,
+    *,
+    witnessed: Sequence[str] = (),
+    chunk: int = 4096,
+) -> VerifyResult:
+    """Verify the tenant's whole log (see the module docstring). Raises ``UnknownLogError``.
+
+    ``witnessed`` are checkpoint JWSs kept outside the database. On PostgreSQL, run this in a
+    REPEATABLE READ transaction while writers append: at READ COMMITTED, entries committed during
+    the walk would look like a rolled-back state.
+    """
+    conn = session.connection()
+    state = conn.execute(
+        select(STATE.c.origin, STATE.c.size, STATE.c.root_hash, STATE.c.frontier).where(
+            STATE.c.tenant_id == tenant_id
+        )
+    ).first()
+    if state is None:
+        raise UnknownLogError
+    walker = Walker(tenant_id, state.origin, verifier, witnessed)
+    found = walker.findings
+    empty = checkpoint_rows(conn, tenant_id, -1, 0)  # checkpoints of the empty tree
+    found.add(-1, walker.reached(empty[0] if empty else None))
+    at_state = (walker.edge.root(), walker.edge.to_bytes()) if state.size == 0 else None
+    seen = 0  # how far rows go, dense or not: a state behind them was rolled back
+    while not found:
+        progress = _walk_chunk(conn, walker, state.size, chunk)
+        if progress is None:
+            break
+        seen, snapshot = progress
+        at_state = snapshot or at_state
+    size = walker.edge.size
+    if seen > state.size:
+        detail = f"entries exist beyond its size {state.size}"
+        found.add(state.size, Damage("rolled_back", "state", state.size, detail, state.size))
+    elif at_state is not None and at_state != (state.root_hash, state.frontier):
+        detail = "its root or right edge differs from the entries"
+        found.add(state.size, Damage("altered", "state", None, detail, state.size))
+    if not found and state.size > size:
+        found.add(size, Damage("truncated", "entry", size, f"the log state counts {state.size} entries"))
+    if not found:
+        found.add(size, walker.beyond(checkpoint_rows(conn, tenant_id, size, None)[:1]))
+    if not found:
+        nodes = conn.execute(select(func.count()).where(NODE.c.tenant_id == tenant_id)).scalar_one()
+        if nodes != size - size.bit_count():
+            found.add(size, Damage("altered", "node", None, "stored subtrees lie outside the tree"))
+    return walker.result()
+
+
+def _walk_chunk(
+    conn: Connection, walker: Walker, state_size: int, chunk: int
+) -> tuple[int, tuple[bytes, bytes] | None] | None:
+    """Check the next chunk of entries and the subtrees they complete. Returns how far rows go and
+    the tree's (root, edge) if the walk passed the state's size; ``None`` at the end of the rows."""
+    tenant_id, found, start = walker.tenant_id, walker.findings, walker.edge.size
+    rows = conn.execute(
+        select(ENTRY.c.seq, ENTRY.c.leaf_bytes, ENTRY.c.leaf_hash, *(ENTRY.c[n] for n in leaf.COLUMNS))
+        .where(ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq >= start)
+        .order_by(ENTRY.c.seq)
+        .limit(chunk)
+    ).all()
+    if not rows:
+        return None
+    due = {c.tree_size: c for c in checkpoint_rows(conn, tenant_id, start, start + len(rows))}
+    completed: dict[merkle.NodeId, bytes] = {}
+    snapshot: tuple[bytes, bytes] | None = None
+    for row in rows:
+        seq = walker.edge.size
+        if row.seq != seq:
+            found.add(seq, Damage("missing", "entry", seq, "no entry at this position"))
+            break
+        obj, damage = walker.leaf(row.leaf_bytes, row.leaf_hash)
+        if obj is not None and leaf.columns(obj) != tuple(row[3:]):
+            name = next(n for n, a, b in zip(leaf.COLUMNS, leaf.columns(obj), row[3:], strict=True) if a != b)
+            damage = Damage("altered", "entry", seq, f"search column {name} differs from the leaf")
+        if damage:
+            found.add(seq, damage)
+            break
+        for level, index, value in walker.edge.append(row.leaf_hash):
+            completed[(level, index)] = value
+        if walker.edge.size == state_size:
+            snapshot = (walker.edge.root(), walker.edge.to_bytes())
+        found.add(seq, walker.reached(due.get(walker.edge.size)))
+        if found:
+            break
+    node_damage = _check_nodes(conn, tenant_id, completed) if completed else None
+    found.add(node_damage.seq or 0 if node_damage else 0, node_damage)
+    return rows[-1].seq + 1, snapshot

@@ -1,0 +1,78 @@
+"""Bearer-token dependencies for the routers: glue between HTTP and ``consent.resource``.
+
+- ``GrantDep``: a department's access token → the live ``AccessGrant`` (401 problem+json with
+  ``WWW-Authenticate: Bearer error="invalid_token"`` for a token that cannot be used, 403 when the
+  grant no longer allows access). A refusal that can be tied to a client is audited
+  (``consent:token:refused``) in its own committed transaction before the error is raised.
+- ``ResidentDep``: a resident token → ``ResidentPrincipal(tenant_id, resident_id)``.
+- ``PrivacyOfficerDep``: a privacy-officer token → ``PrivacyOfficerPrincipal(tenant_id, subject)``.
+
+The tenant always comes from the verified token, never from the URL.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from audit.schemas import Actor
+from consent.errors import InvalidTokenError
+from consent.resource import Refusal
+from consent.schemas import PrivacyOfficerPrincipal, ResidentPrincipal
+from kluis.api.deps import NowDep, ServicesDep, TraceDep
+from vault.schemas import AccessGrant
+from vault.services import Context
+
+
+def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> tuple[str, str]:
+    """``(scheme, token)`` from ``Authorization``, or ``InvalidTokenError("token_missing")``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() not in schemes or not token:
+        raise InvalidTokenError("token_missing")
+    return scheme.lower(), token
+
+
+def get_grant(request: Request, services: ServicesDep, trace: TraceDep, now: NowDep) -> AccessGrant:
+    scheme, token = bearer_token(request, ("bearer", "dpop"))
+    guard = services.oauth.guard
+    with services.db.read_session() as session:
+        outcome = guard.check(session, token, now)
+    if not isinstance(outcome, Refusal):
+        # RFC 9449 §7.1: a DPoP-bound token is never accepted as a plain bearer token, and the
+        # DPoP scheme is only for bound tokens. (The proof itself is checked by the data API.)
+        bound = outcome.dpop_jkt is not None
+        if bound != (scheme == "dpop"):
+            outcome = Refusal(
+                InvalidTokenError("token_scheme_mismatch"),
+                "token_scheme_mismatch",
+                verified=True,
+                tenant_id=outcome.tenant_id,
+                client_id=outcome.client_id,
+                grant_id=outcome.grant_id,
+            )
+    if isinstance(outcome, Refusal):
+        ctx = Context(actor=Actor(type="client", id=outcome.client_id or "unknown"), trace=trace, now=now)
+        with services.db.session() as session:
+            guard.record(session, ctx, outcome)
+        raise outcome.error
+    return outcome
+
+
+def get_resident(request: Request, services: ServicesDep, now: NowDep) -> ResidentPrincipal:
+    _scheme, token = bearer_token(request)
+    with services.db.read_session() as session:
+        return services.oauth.guard.resident(session, token, now)
+
+
+def get_privacy_officer(request: Request, services: ServicesDep, now: NowDep) -> PrivacyOfficerPrincipal:
+    _scheme, token = bearer_token(request)
+    with services.db.read_session() as session:
+        return services.oauth.guard.privacy_officer(session, token, now)
+
+
+GrantDep = Annotated[AccessGrant, Depends(get_grant)]
+ResidentDep = Annotated[ResidentPrincipal, Depends(get_resident)]
+PrivacyOfficerDep = Annotated[PrivacyOfficerPrincipal, Depends(get_privacy_officer)]
