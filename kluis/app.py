@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
+from audit import services as audit_log
 from kluis.api import problems
 from kluis.api.middleware import KluisMiddleware
 from kluis.observability import Metrics, MetricsMiddleware
 from kluis.settings import Settings
-from kluis.wiring import Services, build_services
+from kluis.wiring import Services, build_services, signer_from, utcnow
 
 OPENAPI_URL = "/api/v1/openapi.json"
+log = logging.getLogger("kluis.app")
+
+
+def sign_pending(services: Services) -> int:
+    """Sign a checkpoint for every tenant whose log grew; returns how many were signed."""
+    with services.db.session() as session:
+        now = utcnow()
+        signed = audit_log.sign_pending_checkpoints(session, signer_from(services.signing, session, now), now)
+        session.commit()
+    return len(signed)
+
+
+async def sign_checkpoints_periodically(services: Services) -> None:
+    """Every few seconds, on every node: the audit lock makes concurrent signers agree."""
+    while True:
+        await asyncio.sleep(services.settings.checkpoint_interval_seconds)
+        try:
+            await run_in_threadpool(sign_pending, services)
+        except Exception as exc:  # noqa: BLE001 - keep trying; readiness and verification report problems
+            log.warning("checkpoint signing failed: %s", type(exc).__name__)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -29,8 +54,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        services.close()
+        signer = None
+        if settings.checkpoint_interval_seconds > 0:
+            signer = asyncio.create_task(sign_checkpoints_periodically(services))
+        try:
+            yield
+        finally:
+            if signer is not None:
+                signer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await signer
+            services.close()
 
     app = FastAPI(
         title="Kluis",

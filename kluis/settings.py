@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(default=2, ge=1)
     max_body_bytes: int = 256 * 1024
     rate_limit_per_minute: int = 6000
+    # How often each node signs audit checkpoints for logs that grew (0: only on demand).
+    checkpoint_interval_seconds: float = Field(default=5.0, ge=0)
     # The resident portal (kluis/web). One portal serves one municipality: its slug, or the only one.
     portal_tenant: str | None = None
     # OpenID Provider for resident login (production: a DigiD broker); the BSN comes from a claim.

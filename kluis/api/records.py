@@ -24,7 +24,7 @@ CategoryPath = Annotated[
         max_length=64,
     ),
 ]
-PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
+PROBLEM: dict[str, Any] = {"model": None, "content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request", **PROBLEM},
     401: {"description": "Missing, invalid or expired access token", **PROBLEM},

@@ -1,0 +1,317 @@
+"""The department data API end to end over real HTTP on loopback, on SQLite and on PostgreSQL.
+
+Allowed reads (with field selection, history and writes within the grant), and every refusal the
+issue names — a category outside the grant, after revocation, after expiry, after erasure, another
+tenant's token, another department's token, a grant of another resident — each a 403 (or 401)
+problem+json with an audit entry, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text, update
+from sqlmodel import col
+
+from audit import leaf
+from consent.models import Grant
+from kluis.wiring import build_services, initialise, utcnow
+from tests.conftest import POSTGRES_URL, postgres_schema_url
+from tests.e2e.conftest import LiveKluis, development_settings, free_port, live_server
+from tests.e2e.test_consent_flow import CIBA, operator
+
+BSN_A, BSN_B, BSN_C = "999993653", "111222333", "123456782"
+INCOME = {"maandinkomen": 2100.0, "werkgever": "Loopback BV", "periode": "2026-10"}
+
+
+@dataclass
+class Setup:
+    kluis: LiveKluis
+    tenants: dict[str, str]
+    clients: dict[str, tuple[str, str]]  # "<slug>/<department>" -> (client id, secret)
+    residents: dict[str, str]  # "<slug>/<bsn>" -> resident id
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    schema = None
+    overrides: dict[str, Any] = {"poll_interval_seconds": 1}
+    if request.param == "postgres":
+        schema = "e2e_" + secrets.token_hex(5)
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        overrides["database_url"] = postgres_schema_url(schema)
+    data_dir: Path = tmp_path_factory.mktemp("data-api")
+    settings = development_settings(data_dir, free_port(), **overrides)
+    services = build_services(settings)
+    initialise(services)
+    made = Setup(LiveKluis(settings.public_base_url, settings, services), {}, {}, {})
+    with services.db.session() as s:
+        for slug in ("api-a", "api-b"):
+            tenant = services.vault.create_tenant(s, operator(), slug, slug)
+            made.tenants[slug] = tenant.id
+            for code in ("inkomen", "jeugdzorg"):
+                services.departments.create(s, operator(), tenant, code, code.title())
+            services.purposes.add(
+                s,
+                operator(),
+                tenant,
+                "bijstand",
+                description_nl="Bijstand",
+                description_en="Assistance",
+                legal_basis="consent",
+                categories=["inkomen", "schulden"],
+                max_days=90,
+            )
+            services.purposes.add(
+                s,
+                operator(),
+                tenant,
+                "jeugdhulp",
+                description_nl="Jeugdhulp",
+                description_en="Youth care",
+                legal_basis="consent",
+                categories=["jeugdzorg.dossier"],
+                writable_categories=["jeugdzorg.dossier"],
+                max_days=365,
+            )
+            for code in ("inkomen", "jeugdzorg"):
+                client, secret = services.clients.create(s, operator(), tenant, code, secret=True)
+                made.clients[f"{slug}/{code}"] = (client.id, secret)
+            for n, bsn in enumerate((BSN_A, BSN_B, BSN_C)):
+                resident = services.vault.add_resident(s, operator(), tenant, bsn)
+                made.residents[f"{slug}/{bsn}"] = resident.id
+                services.vault.put_record(
+                    s,
+                    operator(),
+                    resident,
+                    "inkomen",
+                    {**INCOME, "maandinkomen": 1000.0 + n + (100 if slug == "api-b" else 0)},
+                    source="e2e",
+                )
+                services.vault.put_record(s, operator(), resident, "schulden", {"totaal": 50.0}, source="e2e")
+    try:
+        with live_server(settings, services):
+            yield made
+    finally:
+        if schema is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+
+
+def token_for(
+    setup: Setup,
+    slug: str,
+    department: str,
+    bsn: str,
+    categories: list[str],
+    purpose: str = "bijstand",
+    **approval: Any,
+) -> str:
+    base = setup.kluis.base_url
+    auth = setup.clients[f"{slug}/{department}"]
+    details = [{"type": "kluis:records", "categories": categories, "purpose": purpose}]
+    asked = httpx.post(
+        base + "/oauth/bc-authorize",
+        auth=auth,
+        data={"login_hint": bsn, "authorization_details": json.dumps(details)},
+    )
+    assert asked.status_code == 200, asked.text
+    with setup.kluis.services.db.session() as s:
+        resident_token = setup.kluis.services.oauth.issue_user_token(
+            s,
+            operator(),
+            role="resident",
+            tenant_id=setup.tenants[slug],
+            subject=setup.residents[f"{slug}/{bsn}"],
+        )
+    me = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {resident_token}"})
+    [item] = [x for x in me.get("/api/v1/me/consent-requests").json()["items"] if x["status"] == "pending"]
+    assert me.post(f"/api/v1/me/consent-requests/{item['id']}/approve", json=approval).status_code == 200
+    me.close()
+    response = httpx.post(
+        base + "/oauth/token",
+        auth=auth,
+        data={"grant_type": CIBA, "auth_req_id": asked.json()["auth_req_id"]},
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def get(setup: Setup, token: str, path: str, **params: str) -> httpx.Response:
+    return httpx.get(setup.kluis.base_url + path, params=params, headers={"Authorization": f"Bearer {token}"})
+
+
+def refused(response: httpx.Response, status: int = 403) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["type"].startswith("urn:kluis:problem:") and body["status"] == status
+    assert {"title", "detail", "instance", "request_id"} <= set(body)
+    assert "Traceback" not in response.text and BSN_A not in response.text
+    return body
+
+
+def last_reason(setup: Setup, slug: str, name: str = "vault:record:read") -> tuple[str | None, str | None]:
+    with setup.kluis.services.db.read_session() as s:
+        row = s.execute(
+            text(
+                "SELECT leaf_bytes FROM audit_entry WHERE tenant_id = :t AND name = :n "
+                "ORDER BY seq DESC LIMIT 1"
+            ),
+            {"t": setup.tenants[slug], "n": name},
+        ).first()
+    assert row is not None
+    parsed = leaf.parse(bytes(row[0]))
+    return parsed.get("decision"), parsed.get("reason")
+
+
+def test_allowed_reads_list_fields_and_history(setup: Setup) -> None:
+    token = token_for(setup, "api-a", "inkomen", BSN_A, ["inkomen"])
+    read = get(setup, token, "/api/v1/records/inkomen")
+    assert read.status_code == 200, read.text
+    body = read.json()
+    assert set(body) == {"category", "version", "updated_at", "source", "data"}
+    assert body["data"]["maandinkomen"] == 1000.0 and body["category"] == "inkomen"
+    assert read.headers["api-version"] and read.headers["cache-control"] == "no-store"
+    assert read.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in read.headers["content-security-policy"]
+    assert "access-control-allow-origin" not in read.headers
+    assert last_reason(setup, "api-a") == ("allow", None)
+    listed = get(setup, token, "/api/v1/records")
+    assert [i["category"] for i in listed.json()["items"]] == ["inkomen"]  # not schulden: not granted
+    assert "data" not in listed.json()["items"][0]
+    minimal = get(setup, token, "/api/v1/records/inkomen", fields="maandinkomen")
+    assert minimal.json()["data"] == {"maandinkomen": 1000.0}
+    with setup.kluis.services.db.read_session() as s:
+        row = s.execute(
+            text("SELECT leaf_bytes FROM audit_entry WHERE tenant_id = :t ORDER BY seq DESC LIMIT 1"),
+            {"t": setup.tenants["api-a"]},
+        ).first()
+    assert row is not None and leaf.parse(bytes(row[0]))["details"]["fields"] == "maandinkomen"
+    history = get(setup, token, "/api/v1/records/inkomen/versions")
+    assert [v["version"] for v in history.json()["items"]] == [1]
+    assert (
+        get(setup, token, "/api/v1/records/inkomen/versions/1").json()["data"]["werkgever"] == "Loopback BV"
+    )
+    assert get(setup, token, "/api/v1/records/inkomen/versions/7").status_code == 404
+
+
+def test_a_category_outside_the_grant_is_refused_and_audited(setup: Setup) -> None:
+    token = token_for(setup, "api-a", "inkomen", BSN_B, ["inkomen"])
+    refused(get(setup, token, "/api/v1/records/schulden"))
+    assert last_reason(setup, "api-a") == ("deny", "category_not_granted")
+    assert get(setup, token, "/api/v1/records/inkomen").json()["data"]["maandinkomen"] == 1001.0
+
+
+def test_after_revocation_the_next_read_is_refused(setup: Setup) -> None:
+    token = token_for(setup, "api-a", "inkomen", BSN_C, ["inkomen"])
+    assert get(setup, token, "/api/v1/records/inkomen").status_code == 200
+    with setup.kluis.services.db.session() as s:
+        rt = setup.kluis.services.oauth.issue_user_token(
+            s,
+            operator(),
+            role="resident",
+            tenant_id=setup.tenants["api-a"],
+            subject=setup.residents[f"api-a/{BSN_C}"],
+        )
+    me = httpx.Client(base_url=setup.kluis.base_url, headers={"Authorization": f"Bearer {rt}"})
+    active = [g for g in me.get("/api/v1/me/grants").json()["items"] if not g.get("revoked_at")]
+    for grant in active:
+        assert me.post(f"/api/v1/me/grants/{grant['id']}/revoke").status_code in (200, 204)
+    me.close()
+    body = refused(get(setup, token, "/api/v1/records/inkomen"))
+    assert body["status"] == 403
+
+
+def test_after_expiry_the_grant_no_longer_reads(setup: Setup) -> None:
+    token = token_for(setup, "api-b", "inkomen", BSN_A, ["inkomen"])
+    assert get(setup, token, "/api/v1/records/inkomen").status_code == 200
+    with setup.kluis.services.db.session() as s:
+        s.execute(
+            update(Grant)
+            .where(col(Grant.tenant_id) == setup.tenants["api-b"])
+            .values(valid_until=utcnow() - timedelta(seconds=1))
+        )
+        s.commit()
+    refused(get(setup, token, "/api/v1/records/inkomen"))
+
+
+def test_after_erasure_nothing_is_read(setup: Setup) -> None:
+    token = token_for(setup, "api-b", "inkomen", BSN_B, ["inkomen"])
+    assert get(setup, token, "/api/v1/records/inkomen").status_code == 200
+    svc = setup.kluis.services
+    with svc.db.session() as s:
+        svc.vault.erase_resident(
+            s, operator(), svc.vault.resident(s, setup.tenants["api-b"], setup.residents[f"api-b/{BSN_B}"])
+        )
+    response = get(setup, token, "/api/v1/records/inkomen")
+    assert response.status_code in (401, 403)
+    refused(response, response.status_code)
+
+
+def test_tokens_only_ever_reach_their_own_tenant_resident_and_department(setup: Setup) -> None:
+    in_a = token_for(
+        setup,
+        "api-a",
+        "jeugdzorg",
+        BSN_A,
+        ["jeugdzorg.dossier"],
+        purpose="jeugdhulp",
+        allow_write=["jeugdzorg.dossier"],
+    )
+    in_b = token_for(setup, "api-b", "inkomen", BSN_C, ["inkomen"])
+    # The resident comes from the grant: B's token reads B's resident (1102), never A's (1000 / 1002).
+    assert get(setup, in_b, "/api/v1/records/inkomen").json()["data"]["maandinkomen"] == 1102.0
+    # Another department's token: jeugdzorg's grant does not cover inkomen.
+    refused(get(setup, in_a, "/api/v1/records/inkomen"))
+    assert last_reason(setup, "api-a") == ("deny", "category_not_granted")
+    # Writing within the grant works, is versioned and validated; outside it is refused.
+    put = httpx.put(
+        setup.kluis.base_url + "/api/v1/records/jeugdzorg.dossier",
+        headers={"Authorization": f"Bearer {in_a}"},
+        json={"status": "in_behandeling"},
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["version"] == 1 and put.json()["source"] == "department:jeugdzorg"
+    bad = httpx.put(
+        setup.kluis.base_url + "/api/v1/records/jeugdzorg.dossier",
+        headers={"Authorization": f"Bearer {in_a}"},
+        json={"status": "onbekend"},
+    )
+    refused(bad, 422)
+    refused(
+        httpx.put(
+            setup.kluis.base_url + "/api/v1/records/inkomen",
+            headers={"Authorization": f"Bearer {in_b}"},
+            json={"maandinkomen": 1.0},
+        )
+    )
+    assert last_reason(setup, "api-b", "vault:record:written") == ("deny", "write_not_granted")
+    # A forged or foreign token is a 401, never a look into another tenant.
+    tampered = in_b[:-4] + ("AAAA" if not in_b.endswith("AAAA") else "BBBB")
+    refused(get(setup, tampered, "/api/v1/records/inkomen"), 401)
+    refused(get(setup, "not-a-token", "/api/v1/records/inkomen"), 401)
+    refused(httpx.get(setup.kluis.base_url + "/api/v1/records/inkomen"), 401)
+
+
+def test_the_audit_log_of_every_tenant_still_verifies(setup: Setup) -> None:
+    from audit.checkpoints import CheckpointVerifier
+    from audit.verify import verify_log
+
+    svc = setup.kluis.services
+    with svc.db.read_session() as s:
+        verifier = CheckpointVerifier(svc.signing.public_jwks(s, "checkpoint"))
+        for tenant_id in setup.tenants.values():
+            result = verify_log(s, tenant_id, verifier)
+            assert result.ok, result.to_json()
