@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from audit import services as audit_log
-from kluis.api import problems
+from kluis.api import openapi, problems
 from kluis.api.middleware import KluisMiddleware
 from kluis.observability import Metrics, MetricsMiddleware
 from kluis.settings import Settings
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from kluis.api import routers
 
     routers.include_all(app)
+    openapi.install(app)
     from kluis import console, web
 
     web.install(app, services)

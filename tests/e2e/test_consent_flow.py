@@ -580,6 +580,13 @@ def test_dpop_bound_client(kluis_instance, towns):
         client_id = row.id
     assert secret is not None
     dept = Department(kluis_instance.base_url, client_id, secret=secret)
+    try:
+        _dpop_flow(kluis_instance, town, dept, client_id, secret)
+    finally:
+        dept.http.close()
+
+
+def _dpop_flow(kluis_instance: LiveKluis, town: Town, dept: Department, client_id: str, secret: str) -> None:
     asked = dept.ask(BSN_DPOP, ["inkomen"]).json()
     with resident_client(kluis_instance, town, BSN_DPOP) as me:
         [item] = pending(me)
