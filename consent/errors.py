@@ -13,6 +13,7 @@
     │   ├── InvalidClientConfigError       bad JWKS, JWKS URL, department...
     │   ├── InvalidPurposeError
     │   └── InvalidDecisionError           a narrowing that widens, a date in the past...
+    ├── InvalidCursorError                 a pagination cursor we did not hand out
     ├── ConflictError                      409
     │   ├── DuplicatePurposeError
     │   └── RequestNotPendingError         already decided or expired
@@ -100,6 +101,13 @@ class InvalidPurposeError(InvalidInputError):
 
 class InvalidDecisionError(InvalidInputError):
     pass
+
+
+class InvalidCursorError(ConsentError):
+    """A pagination cursor this service did not hand out (400, like any malformed parameter)."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid cursor")
 
 
 class ConflictError(ConsentError):

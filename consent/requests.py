@@ -25,6 +25,7 @@ from consent import auditing
 from consent.errors import (
     GrantNotFoundError,
     InvalidAuthorizationDetailsError,
+    InvalidCursorError,
     InvalidDecisionError,
     InvalidRequestError,
     OAuthError,
@@ -516,9 +517,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, item_id = json.loads(raw)
         when = datetime.fromisoformat(created)
     except (binascii.Error, UnicodeError, ValueError, TypeError):
-        raise InvalidDecisionError("invalid cursor") from None
+        raise InvalidCursorError from None
     if when.tzinfo is None or not isinstance(item_id, str):
-        raise InvalidDecisionError("invalid cursor")
+        raise InvalidCursorError
     return when, item_id
 
 

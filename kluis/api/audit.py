@@ -24,9 +24,9 @@ from audit.queries import event_json
 from audit.schemas import Actor, AuditEvent, AuditQuery, Checkpoint, LogEntry
 from consent.errors import InvalidTokenError
 from kluis.api.auth import PrivacyOfficerDep, ResidentDep, bearer_token
-from kluis.api.deps import NowDep, ServicesDep, TraceDep
+from kluis.api.deps import MAX_INDEX, IsoDateTime, NowDep, ServicesDep, TraceDep
 from kluis.wiring import Services
-from vault.errors import NotFoundError
+from vault.errors import InvalidBsnError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -139,7 +139,7 @@ def _visible_entry(services: Services, reader: AuditReader, seq: int) -> LogEntr
     summary="One entry of the log (privacy officer, or the resident it is about)",
 )
 def entry(
-    seq: Annotated[int, Path(ge=0, le=2**62)], reader: ReaderDep, services: ServicesDep
+    seq: Annotated[int, Path(ge=0, le=MAX_INDEX)], reader: ReaderDep, services: ServicesDep
 ) -> dict[str, object]:
     return _visible_entry(services, reader, seq).to_json()
 
@@ -159,8 +159,8 @@ class InclusionPublic(BaseModel):
 def inclusion(
     reader: ReaderDep,
     services: ServicesDep,
-    seq: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int, Query(ge=1)],
+    seq: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    tree_size: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> dict[str, object]:
     _visible_entry(services, reader, seq)
     with services.db.read_session() as session:
@@ -182,8 +182,8 @@ class ConsistencyPublic(BaseModel):
 def consistency(
     reader: ReaderDep,
     services: ServicesDep,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+    second: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> dict[str, object]:
     with services.db.read_session() as session:
         return audit_log.consistency_proof(session, reader.tenant_id, first, second).to_json()
@@ -213,8 +213,8 @@ def access_log(
     resident: ResidentDep,
     services: ServicesDep,
     now: NowDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
     department: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -247,17 +247,34 @@ def access_log(
 class SearchFilter(BaseModel):
     """Filters of a privacy officer's search. A BSN goes in the body, never in a URL."""
 
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
     department: str | None = Field(default=None, max_length=64)
     client_id: str | None = Field(default=None, max_length=64)
     name: str | None = Field(default=None, max_length=100)
     decision: Literal["allow", "deny"] | None = None
     purpose: str | None = Field(default=None, max_length=64)
-    bsn: str | None = Field(default=None, max_length=9, description="Looked up through the pseudonym.")
+    bsn: str | None = Field(
+        default=None, pattern=r"^[0-9]{9}$", description="Looked up through the pseudonym."
+    )
     trace_id: str | None = Field(default=None, max_length=32)
     cursor: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+
+    def used_filters(self) -> str:
+        """The names of the filters used, for the audit entry: never their values (a BSN!)."""
+        names = (
+            "since",
+            "until",
+            "department",
+            "client_id",
+            "name",
+            "decision",
+            "purpose",
+            "bsn",
+            "trace_id",
+        )
+        return ",".join(n for n in names if getattr(self, n) is not None) or "none"
 
 
 class SearchPage(BaseModel):
@@ -271,7 +288,7 @@ def _query(services: Services, tenant_id: str, body: SearchFilter) -> AuditQuery
         with services.db.read_session() as session:
             try:
                 subject = services.vault.resident_by_bsn(session, tenant_id, body.bsn).audit_pseudonym
-            except NotFoundError:
+            except (NotFoundError, InvalidBsnError):
                 subject = "none"  # an unknown BSN matches nothing (and says nothing)
     return AuditQuery(
         since=body.since,
@@ -328,7 +345,7 @@ def search(
         tags.LOG_SEARCHED,
         trace,
         now,
-        {"by_data_subject": body.bsn is not None, "department": body.department, "decision": body.decision},
+        {"filters": body.used_filters()},
     )
     with services.db.read_session() as session:
         page = audit_log.search(session, officer.tenant_id, query, limit=body.limit, cursor=body.cursor)
@@ -339,8 +356,8 @@ def search(
 def summary(
     officer: PrivacyOfficerDep,
     services: ServicesDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDateTime | None = None,
+    until: IsoDateTime | None = None,
 ) -> dict[str, object]:
     with services.db.read_session() as session:
         days = audit_log.summary(session, officer.tenant_id, AuditQuery(since=since, until=until))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import BeforeValidator
 
 from audit.schemas import TraceContext
 from kluis.wiring import Services, utcnow
@@ -27,3 +28,21 @@ def get_now() -> datetime:
 ServicesDep = Annotated[Services, Depends(get_services)]
 TraceDep = Annotated[TraceContext, Depends(get_trace)]
 NowDep = Annotated[datetime, Depends(get_now)]
+
+MAX_INDEX = 2**62  # larger numbers cannot be stored anyway: refuse them as input, not at the database
+
+
+def _iso_only(value: object) -> object:
+    """Query timestamps must be ISO 8601 text: pydantic would also take '5' as a Unix time."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError("an ISO 8601 date-time is expected") from exc
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("an ISO 8601 date-time is expected")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]

@@ -53,6 +53,7 @@ DOMAIN_PROBLEMS: dict[type[Exception], ProblemKind] = {
     consent_errors.ConsentError: ProblemKind(400, "invalid-request", "Invalid request"),
     audit_errors.ProofRequestError: ProblemKind(400, "invalid-proof-request", "Invalid proof request"),
     audit_errors.InvalidCursorError: ProblemKind(400, "invalid-cursor", "Invalid cursor"),
+    consent_errors.InvalidCursorError: ProblemKind(400, "invalid-cursor", "Invalid cursor"),
     audit_errors.UnknownLogError: ProblemKind(404, "not-found", "Not found"),
     AuditError: ProblemKind(503, "audit-unavailable", "The audit log could not record this request"),
 }
