@@ -149,7 +149,8 @@ def set_up(env: dict[str, str], data_dir: str) -> tuple[str, str]:
     cli(env, "resident", "add", "--tenant", "bench", "--bsn", BSN)
     record = Path(data_dir) / "inkomen.json"
     # ~2 KiB of content, as in the performance notes.
-    record.write_text(json.dumps({"maandinkomen": 2100.0, "werkgever": "Bench BV " + "x" * 1900}))
+    record.write_text(json.dumps({"maandinkomen": 2100.0, "werkgever": "Bench BV",
+                                  "toeslagen": [f"toeslag {i:02d} " + "x" * 85 for i in range(20)]}))
     cli(
         env,
         "record",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -34,6 +35,9 @@ from vault.errors import AccessDeniedError
 from vault.models import Resident
 from vault.schemas import AccessGrant
 from vault.services import Context
+
+# The live grant of a verified token: (grant, the resident's erased_at, whether this token was revoked).
+GrantFetcher = Callable[[VerifiedToken], "tuple[Grant, datetime | None, bool] | None"]
 
 log = logging.getLogger("kluis.consent")
 
@@ -72,17 +76,23 @@ class ResourceGuard:
     def __init__(self, tokens: TokenService) -> None:
         self.tokens = tokens
 
-    def check(self, session: Session, token: str, now: datetime) -> AccessGrant | Refusal:
-        """The access decision for a department request bearing ``token``, taken at ``now``."""
-        try:
-            verified = self.tokens.verify_access_token(session, token, now)
-        except InvalidTokenError as exc:
-            refusal = _refused("token", exc.reason)
-            claims = peek_claims(token)
-            client_id = claims.get("client_id") if claims else None
-            if isinstance(client_id, str) and 0 < len(client_id) <= 64:
-                refusal = dataclasses.replace(refusal, client_id=client_id)
-            return refusal
+    def check(
+        self, session: Session, token: str, now: datetime, *, fetch: GrantFetcher | None = None
+    ) -> AccessGrant | Refusal:
+        """The access decision for a department request bearing ``token``, taken at ``now``.
+
+        ``fetch`` may read the live grant another way (the shell's lean hot path); by default it is
+        one ORM query. Either way the decision is ``decide``'s.
+        """
+        verified = self.verify(session, token, now)
+        if isinstance(verified, Refusal):
+            return verified
+        if fetch is not None:
+            found = fetch(verified)
+            if found is None:
+                return _refused("grant", "grant_unknown", verified)
+            grant, erased_at, token_revoked = found
+            return self.decide(verified, grant, erased_at=erased_at, token_revoked=token_revoked, now=now)
         row = session.exec(
             select(Grant, Resident.erased_at, RevokedToken.jti)
             .join(Resident, col(Resident.id) == col(Grant.resident_id))
@@ -95,6 +105,32 @@ class ResourceGuard:
         if row is None:
             return _refused("grant", "grant_unknown", verified)
         grant, erased_at, revoked_jti = row
+        return self.decide(
+            verified, grant, erased_at=erased_at, token_revoked=revoked_jti is not None, now=now
+        )
+
+    def verify(self, session: Session, token: str, now: datetime) -> VerifiedToken | Refusal:
+        """The token's verified claims (cached until ``exp``), or the refusal to record."""
+        try:
+            return self.tokens.verify_access_token(session, token, now)
+        except InvalidTokenError as exc:
+            refusal = _refused("token", exc.reason)
+            claims = peek_claims(token)
+            client_id = claims.get("client_id") if claims else None
+            if isinstance(client_id, str) and 0 < len(client_id) <= 64:
+                refusal = dataclasses.replace(refusal, client_id=client_id)
+            return refusal
+
+    @staticmethod
+    def decide(
+        verified: VerifiedToken,
+        grant: Grant,
+        *,
+        erased_at: datetime | None,
+        token_revoked: bool,
+        now: datetime,
+    ) -> AccessGrant | Refusal:
+        """The decision on a verified token and its live grant, however they were read."""
         cutoff = grant.tokens_revoked_before
         # The first failing check decides; "token" refusals are 401, "grant" refusals 403.
         checks: list[tuple[bool, Literal["token", "grant"], str]] = [
@@ -106,7 +142,7 @@ class ResourceGuard:
                 "grant_of_another_client",
             ),
             (
-                revoked_jti is not None or (cutoff is not None and verified.issued_at <= cutoff.timestamp()),
+                token_revoked or (cutoff is not None and verified.issued_at <= cutoff.timestamp()),
                 "token",
                 "token_revoked",
             ),

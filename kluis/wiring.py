@@ -22,6 +22,7 @@ from consent.schemas import OAuthConfig
 from consent.services import DepartmentService, build_consent
 from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter
+from kluis.hotpath import LeanReads
 from kluis.settings import Settings
 from vault.errors import KeyProviderError
 from vault.keys import FileKeyProvider, KeyProvider
@@ -60,6 +61,14 @@ class Services:
     purposes: PurposeService
     extras: dict[str, object] = field(default_factory=dict)
     _audit_writer: AuditGroupCommitter | None = None
+    _lean: LeanReads | None = None
+
+    @property
+    def lean(self) -> LeanReads:
+        """Lean look-ups of the department read path (see kluis/hotpath.py)."""
+        if self._lean is None:
+            self._lean = LeanReads(self.db)
+        return self._lean
 
     @property
     def audit_writer(self) -> AuditGroupCommitter:

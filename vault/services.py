@@ -623,18 +623,30 @@ class VaultService:
         write: bool = False,
     ) -> tuple[Resident | None, str | None]:
         """The live checks every department request passes: the resident and ``None``, or a reason."""
+        resident = session.get(Resident, grant.resident_id)
+        return resident, self.refusal(grant, category, resident, now, write=write)
+
+    @staticmethod
+    def refusal(
+        grant: AccessGrant,
+        category: str | None,
+        resident: Resident | None,
+        now: datetime,
+        *,
+        write: bool = False,
+    ) -> str | None:
+        """Why ``grant`` does not cover this act on ``resident`` at ``now`` (``None``: it does)."""
         if category is None:
             reason = "grant_expired" if now >= grant.valid_until else None
         else:
             reason = grant.covers(category, now)
         if reason is None and write and category not in grant.may_write:
             reason = "write_not_granted"
-        resident = session.get(Resident, grant.resident_id)
         if resident is None or resident.tenant_id != grant.tenant_id:
-            return None, reason or "resident_unknown"
+            return reason or "resident_unknown"
         if resident.erased_at is not None:
-            return resident, reason or "resident_erased"
-        return resident, reason
+            return reason or "resident_erased"
+        return reason
 
     def _granted(
         self,
@@ -684,8 +696,33 @@ class VaultService:
         The caller must make ``outcome.event`` durable *before* it hands out ``outcome.content`` —
         in the same transaction (``read_granted``) or through the group committer of the hot path.
         """
-        resident, reason = self.check_grant(session, grant, category, ctx.now)
+        resident = session.get(Resident, grant.resident_id)
+        record = session.exec(
+            select(Record).where(
+                Record.tenant_id == grant.tenant_id,
+                Record.resident_id == grant.resident_id,
+                Record.category == category,
+            )
+        ).first()
+        wanted = version if version is not None else (record.current_version if record else 0)
+        row = session.get(RecordVersion, (record.id, wanted)) if record is not None else None
+        return self.decide_read(ctx, grant, category, resident, record, row, fields=fields)
+
+    def decide_read(
+        self,
+        ctx: Context,
+        grant: AccessGrant,
+        category: str,
+        resident: Resident | None,
+        record: Record | None,
+        row: RecordVersion | None,
+        *,
+        fields: tuple[str, ...] | None = None,
+    ) -> ReadOutcome:
+        """The read decision on rows however they were fetched (the hot path reads them leanly)."""
+        reason = self.refusal(grant, category, resident, ctx.now)
         if reason is not None:
+            resident = resident if resident is not None and resident.tenant_id == grant.tenant_id else None
             return ReadOutcome(
                 self.event(
                     ctx,
@@ -701,15 +738,6 @@ class VaultService:
                 AccessDeniedError(reason),
             )
         assert resident is not None
-        record = session.exec(
-            select(Record).where(
-                Record.tenant_id == grant.tenant_id,
-                Record.resident_id == resident.id,
-                Record.category == category,
-            )
-        ).first()
-        wanted = version if version is not None else (record.current_version if record else 0)
-        row = session.get(RecordVersion, (record.id, wanted)) if record is not None else None
         if record is None or row is None:
             return ReadOutcome(
                 self.event(
@@ -743,7 +771,7 @@ class VaultService:
             decision="allow",
             categories=[category],
             grant=grant,
-            details={"version": wanted, "fields": ",".join(fields) if fields is not None else None},
+            details={"version": row.version, "fields": ",".join(fields) if fields is not None else None},
         )
         return ReadOutcome(event, content, None)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from audit.schemas import Actor
 from consent.errors import InvalidTokenError
@@ -35,11 +36,17 @@ def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> tu
     return scheme.lower(), token
 
 
-def get_grant(request: Request, services: ServicesDep, trace: TraceDep, now: NowDep) -> AccessGrant:
+async def get_grant(request: Request, services: ServicesDep, trace: TraceDep, now: NowDep) -> AccessGrant:
     scheme, token = bearer_token(request, ("bearer", "dpop"))
     guard = services.oauth.guard
-    with services.db.read_session() as session:
-        outcome = guard.check(session, token, now)
+
+    def decide() -> AccessGrant | Refusal:
+        with services.db.read_session() as session:
+            return guard.check(session, token, now, fetch=services.lean.grant)
+
+    # Every data-API request passes here: on SQLite the two look-ups take microseconds and are
+    # cheaper inline than a hop to the thread pool; PostgreSQL round trips go to the pool.
+    outcome = decide() if services.db.is_sqlite else await run_in_threadpool(decide)
     if not isinstance(outcome, Refusal):
         # RFC 9449 §7.1: a DPoP-bound token is never accepted as a plain bearer token, and the
         # DPoP scheme is only for bound tokens. (The proof itself is checked by the data API.)
@@ -54,10 +61,15 @@ def get_grant(request: Request, services: ServicesDep, trace: TraceDep, now: Now
                 grant_id=outcome.grant_id,
             )
     if isinstance(outcome, Refusal):
-        ctx = Context(actor=Actor(type="client", id=outcome.client_id or "unknown"), trace=trace, now=now)
-        with services.db.session() as session:
-            guard.record(session, ctx, outcome)
-        raise outcome.error
+        refusal = outcome
+        ctx = Context(actor=Actor(type="client", id=refusal.client_id or "unknown"), trace=trace, now=now)
+
+        def record() -> None:
+            with services.db.session() as session:
+                guard.record(session, ctx, refusal)
+
+        await run_in_threadpool(record)
+        raise refusal.error
     return outcome
 
 

@@ -7,17 +7,19 @@ captured proof cannot be replayed.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from consent.dpop import MAX_AGE_SECONDS, verify_proof
 from consent.errors import InvalidDpopProofError
 from consent.models import UsedAssertion
 from kluis.api.auth import GrantDep, bearer_token
 from kluis.api.deps import NowDep, ServicesDep
+from kluis.wiring import Services
 from vault.schemas import AccessGrant
 
 
@@ -26,9 +28,14 @@ def request_url(request: Request, public_base: str) -> str:
     return public_base.rstrip("/") + request.url.path
 
 
-def checked_grant(grant: GrantDep, request: Request, services: ServicesDep, now: NowDep) -> AccessGrant:
+async def checked_grant(grant: GrantDep, request: Request, services: ServicesDep, now: NowDep) -> AccessGrant:
     if grant.dpop_jkt is None:
-        return grant
+        return grant  # the common case: no thread hop, no database
+    return await run_in_threadpool(_check_proof, grant, request, services, now)
+
+
+def _check_proof(grant: AccessGrant, request: Request, services: Services, now: datetime) -> AccessGrant:
+    assert grant.dpop_jkt is not None
     proofs = request.headers.getlist("dpop")
     if len(proofs) != 1:
         raise InvalidDpopProofError("dpop_proof_missing")

@@ -125,8 +125,10 @@ async def read_record(
     ctx = _ctx(grant, trace, now)
 
     def decide() -> ReadOutcome:
-        with services.db.read_session() as session:
-            return services.vault.prepare_read(session, ctx, grant, category, fields=_fields(fields))
+        resident, record, version = services.lean.record(grant.tenant_id, grant.resident_id, category)
+        return services.vault.decide_read(
+            ctx, grant, category, resident, record, version, fields=_fields(fields)
+        )
 
     # SQLite look-ups take microseconds: cheaper inline than a thread hop. Network round trips to
     # PostgreSQL would stall the event loop, so those run in the thread pool.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from vault.models import utc_column
@@ -23,7 +23,7 @@ class ConsoleRules(SQLModel, table=True):
     __tablename__ = "console_rules"
 
     tenant_id: str = Field(foreign_key="tenant.id", primary_key=True, max_length=32)
-    settings: str = "{}"
+    settings: str = Field(default="{}", sa_type=Text)
     updated_at: datetime = utc_column()
     updated_by: str = Field(max_length=200)
 

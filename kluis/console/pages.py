@@ -123,7 +123,9 @@ def _dates(filters: SearchFilters) -> dict[str, str]:
 
 
 # -- overview -------------------------------------------------------------------------------------
-def _charts(overview: Overview, departments: dict[str, str], t: Callable[[str], str]) -> dict[str, Any]:
+def _charts(
+    overview: Overview, departments: dict[str, str], category_names: dict[str, str], t: Callable[[str], str]
+) -> dict[str, Any]:
     days = [overview.since + timedelta(days=n) for n in range((overview.until - overview.since).days + 1)]
     labels = [d.strftime("%d-%m") for d in days]
     index = {d: n for n, d in enumerate(days)}
@@ -148,7 +150,7 @@ def _charts(overview: Overview, departments: dict[str, str], t: Callable[[str], 
         charts.Series(t(N_("Allowed")), allowed, charts.PALETTE[2]),
         charts.Series(t(N_("Refused")), denied, charts.PALETTE[1]),
     ]
-    categories = list(overview.categories.items())
+    categories = [(category_names.get(code, code), count) for code, count in overview.categories.items()]
     return {
         "labels": labels,
         "days": days,
@@ -198,7 +200,7 @@ def overview_page(
         officer=officer,
         overview=overview,
         names=names,
-        charts=_charts(overview, names["departments"], _t(console, request)),
+        charts=_charts(overview, names["departments"], names["categories"], _t(console, request)),
         van=since.isoformat(),
         tot=until.isoformat(),
     )
@@ -276,6 +278,16 @@ def search(
     """Store the search under an opaque id and show its results. The BSN is turned into the
     data subject's audit pseudonym here and forgotten: it never reaches a URL, a page or a log."""
     since, until = _day(van), _day(tot)
+    names = _names(services, officer, language(request))
+    # Only codes this municipality knows: nothing typed by hand ends up in the audit entry.
+    for value, known in (
+        (afdeling, names["departments"]),
+        (client, names["clients"]),
+        (doel, names["purposes"]),
+        (categorie, names["categories"]),
+    ):
+        if value and value not in known:
+            raise InvalidSearchError("filter")
     subject: str | None = None
     typed = bsn.strip().replace(" ", "")
     if typed:
@@ -288,7 +300,7 @@ def search(
                     "console/search.html",
                     status=400,
                     officer=officer,
-                    names=_names(services, officer, language(request)),
+                    names=names,
                     filters=SearchFilters(),
                     dates=_dates(SearchFilters()),
                     page=None,

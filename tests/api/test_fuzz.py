@@ -56,6 +56,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         officer_token = services.oauth.issue_user_token(
             s, operator(), role="privacy_officer", tenant_id=tenant.id, subject="fuzz-officer", lifetime=3600
         )
+    assert secret is not None
     with live_server(settings_, services) as base:
         auth = (client.id, secret)
         details = json.dumps([{"type": "kluis:records", "categories": ["inkomen"], "purpose": "bijstand"}])

@@ -13,6 +13,7 @@ import pytest
 from consent.errors import (
     AuthorizationPendingError,
     InvalidAuthorizationDetailsError,
+    InvalidCursorError,
     InvalidDecisionError,
     InvalidDpopProofError,
     InvalidGrantError,
@@ -462,7 +463,7 @@ def test_lists_are_paginated_newest_first(db, consent, clock, town):
         everything = consent.requests.requests(s, town.principal(), clock()).items
     assert seen == [v.id for v in everything] and len(seen) == 5
     assert [v.created_at for v in everything] == sorted((v.created_at for v in everything), reverse=True)
-    with db.read_session() as s, pytest.raises(InvalidDecisionError):
+    with db.read_session() as s, pytest.raises(InvalidCursorError):
         consent.requests.requests(s, town.principal(), clock(), cursor="bm90LWpzb24")
 
 

@@ -86,6 +86,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             )
             for code in ("inkomen", "jeugdzorg"):
                 client, secret = services.clients.create(s, operator(), tenant, code, secret=True)
+                assert secret is not None
                 made.clients[f"{slug}/{code}"] = (client.id, secret)
             for n, bsn in enumerate((BSN_A, BSN_B, BSN_C)):
                 resident = services.vault.add_resident(s, operator(), tenant, bsn)
