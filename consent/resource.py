@@ -88,11 +88,7 @@ class ResourceGuard:
         if isinstance(verified, Refusal):
             return verified
         if fetch is not None:
-            found = fetch(verified)
-            if found is None:
-                return _refused("grant", "grant_unknown", verified)
-            grant, erased_at, token_revoked = found
-            return self.decide(verified, grant, erased_at=erased_at, token_revoked=token_revoked, now=now)
+            return self.decide_fetched(verified, now, fetch)
         row = session.exec(
             select(Grant, Resident.erased_at, RevokedToken.jti)
             .join(Resident, col(Resident.id) == col(Grant.resident_id))
@@ -120,6 +116,16 @@ class ResourceGuard:
             if isinstance(client_id, str) and 0 < len(client_id) <= 64:
                 refusal = dataclasses.replace(refusal, client_id=client_id)
             return refusal
+
+    def decide_fetched(
+        self, verified: VerifiedToken, now: datetime, fetch: GrantFetcher
+    ) -> AccessGrant | Refusal:
+        """``decide`` on the live grant as ``fetch`` reads it."""
+        found = fetch(verified)
+        if found is None:
+            return _refused("grant", "grant_unknown", verified)
+        grant, erased_at, token_revoked = found
+        return self.decide(verified, grant, erased_at=erased_at, token_revoked=token_revoked, now=now)
 
     @staticmethod
     def decide(

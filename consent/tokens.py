@@ -228,6 +228,12 @@ class TokenService:
         _check_times_and_parties(claims, self.config.issuer, audience, int(now.timestamp()))
         return claims
 
+    def cached_access_token(self, token: str, now: datetime) -> VerifiedToken | None:
+        """The verified claims of ``token`` if it was verified before and has not expired."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+            return None
+        return self.cache.get(token_hash(token), int(now.timestamp()))
+
     def verify_access_token(self, session: Session, token: str, now: datetime) -> VerifiedToken:
         """An access token of this server for the data API; cached until its ``exp``."""
         key = token_hash(token) if isinstance(token, str) and len(token) <= MAX_TOKEN_BYTES else ""

@@ -6,12 +6,24 @@ so tests and several apps in one process can each have their own.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Secrets of source connectors: the configuration names them (``key_ref``), the environment holds them.
+CONNECTOR_SECRET_PREFIX = "KLUIS_CONNECTOR_SECRET_"  # noqa: S105 - a variable-name prefix, not a secret
+
+
+def _connector_secrets_from_environment() -> dict[str, SecretStr]:
+    return {
+        name: SecretStr(value)
+        for name, value in os.environ.items()
+        if name.startswith(CONNECTOR_SECRET_PREFIX) and value
+    }
 
 
 class Settings(BaseSettings):
@@ -57,6 +69,12 @@ class Settings(BaseSettings):
     # Verify every audit log and checkpoint this often (minutes); unset: 60 in production, off in
     # development; 0: off.
     audit_verify_interval_minutes: int | None = Field(default=None, ge=0, le=7 * 24 * 60)
+    # Source connectors (docs/connectors.md): a JSON file (default ``<data dir>/connectors.json``);
+    # the secrets it refers to come from ``KLUIS_CONNECTOR_SECRET_*`` environment variables.
+    connectors_file: Path | None = None
+    connector_secrets: dict[str, SecretStr] = Field(
+        default_factory=_connector_secrets_from_environment, repr=False
+    )
 
     @property
     def is_production(self) -> bool:
@@ -76,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def resolved_key_file(self) -> Path:
         return self.key_file if self.key_file is not None else self.data_dir / "keys.json"
+
+    @property
+    def resolved_connectors_file(self) -> Path:
+        return self.connectors_file if self.connectors_file is not None else self.data_dir / "connectors.json"
 
     @property
     def public_base_url(self) -> str:

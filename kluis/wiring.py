@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
@@ -28,6 +28,9 @@ from vault.errors import KeyProviderError
 from vault.keys import FileKeyProvider, KeyProvider
 from vault.services import VaultService
 from vault.signing import SigningKeyService
+
+if TYPE_CHECKING:
+    from kluis.imports import Connectors
 
 
 def utcnow() -> datetime:
@@ -61,6 +64,7 @@ class Services:
     purposes: PurposeService
     extras: dict[str, object] = field(default_factory=dict)
     _audit_writer: AuditGroupCommitter | None = None
+    _connectors: Connectors | None = None
     _lean: LeanReads | None = None
 
     @property
@@ -77,9 +81,22 @@ class Services:
             self._audit_writer = AuditGroupCommitter(self.db)
         return self._audit_writer
 
+    @property
+    def connectors(self) -> Connectors:
+        """The source connectors (``KLUIS_CONNECTORS_FILE``), built per tenant on first use."""
+        if self._connectors is None:
+            from kluis.imports import Connectors
+
+            self._connectors = Connectors(self.settings)
+        return self._connectors
+
     def close(self) -> None:
         if self._audit_writer is not None:
             self._audit_writer.close()
+        if self._lean is not None:
+            self._lean.close()
+        if self._connectors is not None:
+            self._connectors.close()
         self.db.dispose()
 
 

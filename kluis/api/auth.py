@@ -41,6 +41,9 @@ async def get_grant(request: Request, services: ServicesDep, trace: TraceDep, no
     guard = services.oauth.guard
 
     def decide() -> AccessGrant | Refusal:
+        verified = services.oauth.tokens.cached_access_token(token, now)
+        if verified is not None:  # verified before: no signature check, no ORM session
+            return guard.decide_fetched(verified, now, services.lean.grant)
         with services.db.read_session() as session:
             return guard.check(session, token, now, fetch=services.lean.grant)
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 
 from audit import errors as audit_errors
 from audit.errors import AuditError
+from connectors import errors as connector_errors
 from consent import errors as consent_errors
 from vault import errors as vault_errors
 
@@ -32,6 +33,7 @@ class ProblemKind:
     status: int
     code: str
     title: str
+    retry_after: int | None = None  # seconds, sent as ``Retry-After`` (RFC 9110 §10.2.3)
 
 
 # Most specific first: the first class in the MRO that is listed decides.
@@ -56,6 +58,23 @@ DOMAIN_PROBLEMS: dict[type[Exception], ProblemKind] = {
     consent_errors.InvalidCursorError: ProblemKind(400, "invalid-cursor", "Invalid cursor"),
     audit_errors.UnknownLogError: ProblemKind(404, "not-found", "Not found"),
     AuditError: ProblemKind(503, "audit-unavailable", "The audit log could not record this request"),
+    # Source registries (kluis/imports.py: a department's refresh from the BRP or another source).
+    connector_errors.UnknownSourceError: ProblemKind(
+        404, "no-source", "No source is configured for this category"
+    ),
+    connector_errors.PersonNotFoundError: ProblemKind(
+        404, "person-not-found", "The source does not know this person"
+    ),
+    connector_errors.SourceUnavailableError: ProblemKind(
+        503, "source-unavailable", "The source is unavailable; try again later", retry_after=30
+    ),
+    connector_errors.ConnectorConfigError: ProblemKind(
+        503, "source-not-configured", "The source's connector is not configured correctly"
+    ),
+    connector_errors.InvalidAnswerError: ProblemKind(
+        502, "invalid-source-answer", "The source gave an answer that cannot be stored"
+    ),
+    connector_errors.ConnectorError: ProblemKind(502, "source-refused", "The source refused the request"),
 }
 
 HTTP_TITLES = {
@@ -140,13 +159,16 @@ def install(app: FastAPI) -> None:
             return await on_unexpected(request, exc)
         if kind.status >= 500:
             log.error("request failed: %s", type(exc).__name__, extra={"request_id": request_id(request)})
+        headers = dict(getattr(exc, "headers", None) or {})  # e.g. WWW-Authenticate on a 401 (RFC 6750 §3)
+        if kind.retry_after is not None:
+            headers["Retry-After"] = str(kind.retry_after)
         return problem(
             request,
             kind.status,
             kind.code,
             kind.title,
             str(exc) if kind.status < 500 else kind.title,
-            headers=getattr(exc, "headers", None),  # e.g. WWW-Authenticate on a 401 (RFC 6750 §3)
+            headers=headers or None,
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -161,6 +183,11 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    for cls in (vault_errors.VaultError, consent_errors.ConsentError, AuditError):
+    for cls in (
+        vault_errors.VaultError,
+        consent_errors.ConsentError,
+        AuditError,
+        connector_errors.ConnectorError,
+    ):
         app.add_exception_handler(cls, on_domain)
     app.add_exception_handler(Exception, on_unexpected)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from kluis import console, web
-from kluis.api import audit, health, me, oauth, ops, records
+from kluis.api import audit, health, imports, me, oauth, ops, records
 
 
 def include_all(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(ops.router)
     app.include_router(records.router)
+    app.include_router(imports.router)
     app.include_router(oauth.router)
     app.include_router(me.router)
     app.include_router(audit.router)

@@ -352,6 +352,16 @@ def entry_page(
 
 
 # -- findings -------------------------------------------------------------------------------------
+def _readable(params: dict[str, Any], names: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """A finding's parameters with clients and departments by name instead of by id."""
+    shown = dict(params)
+    if isinstance(shown.get("who"), str):
+        shown["who"] = names["clients"].get(shown["who"], shown["who"])
+    if isinstance(shown.get("department"), str):
+        shown["department"] = names["departments"].get(shown["department"], shown["department"])
+    return shown
+
+
 @router.get("/bevindingen")
 def findings_page(
     request: Request,
@@ -370,11 +380,12 @@ def findings_page(
             )
         except InvalidSearchError:
             raise NotFoundError from None
+    names = _names(services, officer, language(request))
     return console.templates.render(
         request,
         "console/findings.html",
         officer=officer,
-        findings=findings,
+        findings=[(f, _readable(f.params, names)) for f in findings],
         next_cursor=next_cursor,
         shown=status,
         titles=RULE_TITLES,
@@ -405,11 +416,14 @@ def finding_page(
     with services.db.read_session() as session:
         finding = console.service.finding(session, officer.tenant_id, finding_id)
         entries = console.service.finding_entries(session, officer.tenant_id, finding)
+    names = _names(services, officer, language(request))
     return console.templates.render(
         request,
         "console/finding.html",
         officer=officer,
         finding=finding,
+        names=names,
+        params=_readable(finding.params, names),
         entries=entries,
         titles=RULE_TITLES,
         note_error=request.query_params.get("fout") == "1",
