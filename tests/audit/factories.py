@@ -47,7 +47,9 @@ def fill(db: Database, count: int, *, tenant: str = TENANT, start: int = 0, batc
     """Append ``count`` events, ``batch`` per transaction."""
     for first in range(start, start + count, batch):
         with db.session() as session:
-            services.append_many(session, [event(i, tenant=tenant) for i in range(first, min(first + batch, start + count))])
+            services.append_many(
+                session, [event(i, tenant=tenant) for i in range(first, min(first + batch, start + count))]
+            )
             session.commit()
 
 
@@ -67,3 +69,29 @@ def drop_triggers(session: Session) -> None:
             conn.execute(text(f"DROP TRIGGER {table}_no_delete"))
         conn.execute(text("DROP TRIGGER audit_log_state_forward_only"))
         conn.execute(text("DROP TRIGGER audit_log_state_no_delete"))
+
+
+OTHER_TENANT = "0b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e"
+CHECKPOINT_SIZES = (5, 11, 13)
+
+
+def build_log(db: Database, signer: object) -> None:
+    """The log the tamper tests damage: 13 entries of ``TENANT`` appended in batches of varying size,
+    checkpoints at 5, 11 and 13; and a neighbouring log that must not disturb it."""
+    with db.session() as session:
+        services.ensure_log(session, TENANT, ORIGIN)
+        services.ensure_log(session, OTHER_TENANT, "kluis/other")
+        session.commit()
+    fill(db, 5, batch=2)
+    sign(db, signer)
+    fill(db, 6, start=5, batch=3)
+    fill(db, 4, tenant=OTHER_TENANT)
+    sign(db, signer)
+    fill(db, 2, start=11)
+    sign(db, signer)
+
+
+def sign(db: Database, signer: object, tenant: str = TENANT) -> None:
+    with db.session() as session:
+        services.sign_checkpoint(session, tenant, signer, START)  # type: ignore[arg-type]
+        session.commit()

@@ -131,7 +131,9 @@ def test_the_log_tables_refuse_update_and_delete(log_db: Database) -> None:
         "UPDATE audit_log_state SET origin = 'kluis/elsewhere'",
     ]
     if log_db.dialect == "postgresql":
-        statements += [f"TRUNCATE {t}" for t in ("audit_entry", "audit_node", "audit_checkpoint", "audit_log_state")]
+        statements += [
+            f"TRUNCATE {t}" for t in ("audit_entry", "audit_node", "audit_checkpoint", "audit_log_state")
+        ]
     for statement in statements:
         with log_db.session() as session, pytest.raises(DBAPIError):
             session.connection().execute(text(statement))
@@ -141,11 +143,11 @@ def test_the_log_tables_refuse_update_and_delete(log_db: Database) -> None:
 
 def test_a_rolled_back_state_makes_appends_fail_closed(log_db: Database) -> None:
     fill(log_db, 5)
+    edge = merkle.CompactRange()
+    for data in stored_leaves(log_db)[:3]:
+        edge.append(merkle.leaf_hash(data))
     with log_db.session() as session:
-        drop_triggers(session)
-        edge = merkle.CompactRange()
-        for data in stored_leaves(log_db)[:3]:
-            edge.append(merkle.leaf_hash(data))
+        drop_triggers(session)  # (holds table locks until rollback: no other connection inside)
         session.connection().execute(
             text("UPDATE audit_log_state SET size = 3, root_hash = :r, frontier = :f"),
             {"r": edge.root(), "f": edge.to_bytes()},

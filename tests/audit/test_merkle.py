@@ -50,7 +50,9 @@ def test_roots_of_trees_of_size_1_to_8(size: int) -> None:
     assert naive.mth(LEAVES[:size]).hex() == expected  # the oracle is right too
 
 
-@pytest.mark.parametrize("case", VECTORS["inclusion_proofs"], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}")
+@pytest.mark.parametrize(
+    "case", VECTORS["inclusion_proofs"], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}"
+)
 def test_inclusion_proof_vectors(case: dict) -> None:
     index, size, expected = case["leaf_index"], case["tree_size"], hexes(case["audit_path"])
     leaves = LEAVES[:size]
@@ -86,7 +88,9 @@ def _inclusion_probes(index: int, size: int, leaf: bytes, path: list[bytes], roo
         yield index, size, leaf, path[:-1], root
 
 
-@pytest.mark.parametrize("case", VECTORS["inclusion_proofs"][1:], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}")
+@pytest.mark.parametrize(
+    "case", VECTORS["inclusion_proofs"][1:], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}"
+)
 def test_corrupted_inclusion_proofs_are_refused(case: dict) -> None:
     index, size = case["leaf_index"], case["tree_size"]
     root = bytes.fromhex(VECTORS["roots"][size - 1])
@@ -96,7 +100,9 @@ def test_corrupted_inclusion_proofs_are_refused(case: dict) -> None:
             merkle.verify_inclusion(*probe)
 
 
-@pytest.mark.parametrize("case", VECTORS["consistency_proofs"][1:], ids=lambda c: f"{c['first']}-{c['second']}")
+@pytest.mark.parametrize(
+    "case", VECTORS["consistency_proofs"][1:], ids=lambda c: f"{c['first']}-{c['second']}"
+)
 def test_corrupted_consistency_proofs_are_refused(case: dict) -> None:
     first, second, proof = case["first"], case["second"], hexes(case["consistency"])
     roots = hexes(VECTORS["roots"])

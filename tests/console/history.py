@@ -172,16 +172,16 @@ def normal_history(seed: int) -> History:
         def office() -> datetime:
             return local(day, rng.randint(9, 15), rng.randint(0, 59), rng.randint(0, 59))  # noqa: B023
 
-        for subject in rng.sample(range(500), rng.randint(8, 12)):
-            history.read(office(), subject=f"s-{subject}")
-        for child in rng.sample(range(len(children)), rng.randint(3, 5)):
+        for number in rng.sample(range(500), rng.randint(8, 12)):
+            history.read(office(), subject=f"s-{number}")
+        for index in rng.sample(range(len(children)), rng.randint(3, 5)):
             history.read(
                 office(),
                 client="client-jeugd",
                 department="jeugdzorg",
-                subject=children[child],
+                subject=children[index],
                 categories=("jeugdzorg.dossier",),
-                grant=f"g-jeugd-{child}",
+                grant=f"g-jeugd-{index}",
             )
         for _ in range(rng.randint(20, 40)):
             history.read(
