@@ -241,14 +241,20 @@ def test_no_bsn_or_content_in_clear_in_the_sqlite_files(tmp_path, keys, ctx):
 
 def test_schema_matches_the_models(db: Database) -> None:
     """The tables Alembic made are the tables the models describe (no drift)."""
+    import importlib
+
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    import importlib
-
     # Every module that declares tables; a table missing here shows up below as "remove_table".
-    for module in ("audit.models", "vault.models", "consent.models", "kluis.web.models", "kluis.console.models"):
+    for module in (
+        "audit.models",
+        "vault.models",
+        "consent.models",
+        "kluis.web.models",
+        "kluis.console.models",
+    ):
         importlib.import_module(module)
 
     with db.write_engine.connect() as conn:
