@@ -149,8 +149,15 @@ def set_up(env: dict[str, str], data_dir: str) -> tuple[str, str]:
     cli(env, "resident", "add", "--tenant", "bench", "--bsn", BSN)
     record = Path(data_dir) / "inkomen.json"
     # ~2 KiB of content, as in the performance notes.
-    record.write_text(json.dumps({"maandinkomen": 2100.0, "werkgever": "Bench BV",
-                                  "toeslagen": [f"toeslag {i:02d} " + "x" * 85 for i in range(20)]}))
+    record.write_text(
+        json.dumps(
+            {
+                "maandinkomen": 2100.0,
+                "werkgever": "Bench BV",
+                "toeslagen": [f"toeslag {i:02d} " + "x" * 85 for i in range(20)],
+            }
+        )
+    )
     cli(
         env,
         "record",
@@ -185,6 +192,15 @@ def obtain_token(base: str, credentials: str, resident_token: str, auth_req_id: 
             x for x in me.get("/api/v1/me/consent-requests").json()["items"] if x["status"] == "pending"
         ]
         me.post(f"/api/v1/me/consent-requests/{pending[0]['id']}/approve", json={}).raise_for_status()
+    if len(auth_req_id) > 1:  # later tokens come from the refresh token (the grant is still valid)
+        r = httpx.post(
+            base + "/oauth/token",
+            auth=auth,
+            data={"grant_type": "refresh_token", "refresh_token": auth_req_id[1]},
+        )
+        r.raise_for_status()
+        auth_req_id[1] = r.json().get("refresh_token", auth_req_id[1])
+        return str(r.json()["access_token"])
     for _ in range(30):
         r = httpx.post(
             base + "/oauth/token",
@@ -192,6 +208,7 @@ def obtain_token(base: str, credentials: str, resident_token: str, auth_req_id: 
             data={"grant_type": "urn:openid:params:grant-type:ciba", "auth_req_id": auth_req_id[0]},
         )
         if r.status_code == 200:
+            auth_req_id.append(r.json()["refresh_token"])
             return str(r.json()["access_token"])
         time.sleep(2.1)
     raise RuntimeError(f"no token: {r.text[:200]}")
