@@ -245,9 +245,15 @@ def record_failure(
     resident: Resident | None = None,
     grant: AccessGrant | None = None,
     details: Details | None = None,
+    session: Session | None = None,
 ) -> None:
-    """Commit one ``vault:record:import_failed`` entry in its own transaction."""
-    with services.db.session() as session:
+    """Commit one ``vault:record:import_failed`` entry: in ``session`` (rolled back first, nothing
+    of the import stays) or in a unit of work of its own."""
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(services.db.session())
+        else:
+            session.rollback()
         services.vault.audit(
             session,
             ctx,
@@ -276,7 +282,11 @@ def _store(
     extra: Details | None = None,
 ) -> ImportedRecord:
     """Store a fetched record (adding the resident first when ``resident`` is None and they are
-    not in the vault yet). A record the vault refuses is audited as a failed import."""
+    not in the vault yet). A record the vault refuses is audited as a failed import.
+
+    ``resident`` was read before the fetch, which takes a while: the row is read again, locked,
+    in the writing transaction, so that a resident erased meanwhile gets no record.
+    """
     with services.db.session() as session:
         created = False
         if resident is None:
@@ -289,34 +299,43 @@ def _store(
                 except DuplicateResidentError:  # added by someone else meanwhile
                     session.rollback()
                     resident = services.vault.resident_by_bsn(session, tenant.id, bsn)
-        try:
-            summary = services.vault.put_record(
-                session,
-                ctx,
-                resident,
-                record.category,
-                record.data,
-                source=record.source,
-                grant=grant,
-                event_name=tags.RECORD_IMPORTED,
-            )
-        except (InvalidRecordError, ResidentErasedError) as exc:
-            session.rollback()
-            refused = isinstance(exc, InvalidRecordError)
+        resident = session.exec(select(Resident).where(Resident.id == resident.id).with_for_update()).one()
+        failure: str | None = "resident_erased" if resident.erased_at is not None else None
+        if failure is None:
+            try:
+                summary = services.vault.put_record(
+                    session,
+                    ctx,
+                    resident,
+                    record.category,
+                    record.data,
+                    source=record.source,
+                    grant=grant,
+                    event_name=tags.RECORD_IMPORTED,
+                )
+            except InvalidRecordError:
+                failure = "invalid_answer"
+            except ResidentErasedError:
+                failure = "resident_erased"
+        if failure is not None:
             record_failure(
                 services,
                 ctx,
                 tenant.id,
-                "invalid_answer" if refused else "resident_erased",
+                failure,
                 source=record.source,
                 category=record.category,
                 resident=resident,
                 grant=grant,
-                details={**({"problem": "refused by the vault"} if refused else {}), **(extra or {})},
+                details={
+                    **({"problem": "refused by the vault"} if failure == "invalid_answer" else {}),
+                    **(extra or {}),
+                },
+                session=session,
             )
-            if refused:
-                raise InvalidAnswerError("the vault refused the record") from None
-            raise
+            if failure == "invalid_answer":
+                raise InvalidAnswerError("the vault refused the record")
+            raise ResidentErasedError
     return ImportedRecord(resident.id, created, summary)
 
 
@@ -338,23 +357,17 @@ def import_one(
     source does not know leaves no empty vault behind. Raises the :class:`ConnectorError` of a
     failed import after auditing it.
     """
+    resident: Resident | None = None
     with services.db.read_session() as session:
         t = services.vault.tenant(session, tenant)
-        resident: Resident | None
         try:
             resident = services.vault.resident_by_bsn(session, t.id, bsn)
         except ResidentNotFoundError:
             if not create_resident:
                 raise
-            resident = None
-        try:
-            registry = services.connectors.for_tenant(services.vault, session, t)
-        except ConnectorError as exc:
-            record_failure(
-                services, ctx, t.id, exc.reason, source=source, category=category, resident=resident
-            )
-            raise
     try:
+        with services.db.read_session() as session:
+            registry = services.connectors.for_tenant(services.vault, session, t)
         connector = registry.get(t.slug, source)
         category = _category(connector, category)
         record = connector.fetch(bsn, category)
@@ -514,7 +527,16 @@ class BulkState:
         if not isinstance(data, dict) or data.get("version") != 1:
             raise ValueError("unknown cursor file version")
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        state = cls(**{k: v for k, v in data.items() if k in fields})
+        numbers = (state.cursor, state.total, state.imported, state.created)
+        if not all(type(n) is int and n >= 0 for n in numbers) or not (
+            isinstance(state.skipped, list) and isinstance(state.failed, dict)
+        ):
+            raise ValueError("a damaged cursor file")
+        positions = [*state.skipped, *(p for ps in state.failed.values() for p in ps)]
+        if not all(type(p) is int and 0 <= p < state.total for p in positions):
+            raise ValueError("a damaged cursor file")
+        return state
 
 
 def state_path(state_dir: Path, tenant: str, source: str) -> Path:

@@ -18,13 +18,13 @@ from sqlmodel import Session
 
 from audit import services as audit_log
 from audit import tags
-from audit.checkpoints import CheckpointSigner, CheckpointVerifier, Ed25519CheckpointSigner
+from audit.checkpoints import CheckpointVerifier
 from audit.errors import AuditError, ExportFormatError
 from audit.export import verify_export, write_export
 from audit.schemas import AuditEvent, b64
 from audit.verify import VerifyResult, verify_log
 from kluis.cli._common import JsonOpt, emit, fail, operator_context, services
-from kluis.wiring import Services, utcnow
+from kluis.wiring import Services, checkpoint_signer, utcnow
 
 app = typer.Typer(
     help="The audit log: verify it, export it for offline verification, sign checkpoints.",
@@ -53,23 +53,6 @@ WitnessOpt = Annotated[
         dir_okay=False,
     ),
 ]
-
-
-def checkpoint_signer(built: Services, session: Session) -> CheckpointSigner:
-    """The vault's active checkpoint key as a signer.
-
-    Uses ``kluis.wiring.checkpoint_signer(settings, session)`` when the shell provides one; until
-    then the active key of the vault's signing-key table. May commit ``session`` (it creates the
-    first checkpoint key on first use), so call it before any other work in that session.
-    """
-    from kluis import wiring
-
-    factory = getattr(wiring, "checkpoint_signer", None)
-    if factory is not None:
-        signer: CheckpointSigner = factory(built.settings, session)
-        return signer
-    row = built.signing.ensure(session, "checkpoint", utcnow())
-    return Ed25519CheckpointSigner(built.signing.private_key(row))
 
 
 def _pinned(built: Services | None, session: Session | None, keys: Path | None) -> CheckpointVerifier:
@@ -204,7 +187,7 @@ def export(
 def checkpoint(tenant: OptionalTenantOpt = None, as_json: JsonOpt = False) -> None:
     """Sign a checkpoint now: of one municipality's log, or of every log that grew since its last."""
     with services() as built, built.db.session() as session:
-        signer = checkpoint_signer(built, session)
+        signer = checkpoint_signer(built.settings, session)  # may commit: creates the first key
         if tenant is not None:
             tenant_id = built.vault.tenant(session, tenant).id
             signed = [audit_log.sign_checkpoint(session, tenant_id, signer, utcnow())]

@@ -192,6 +192,9 @@ def _report(state: BulkState, items: BulkInput, *, seconds: float) -> dict[str, 
     def where(positions: list[int]) -> dict[str, Any]:
         return {"count": len(positions), key: [items.labels[p] for p in positions]}
 
+    def label(position: int | None) -> int | str | None:
+        return items.labels[position] if position is not None and position < len(items.labels) else None
+
     report: dict[str, Any] = {
         "tenant": state.tenant,
         "source": state.source,
@@ -200,7 +203,7 @@ def _report(state: BulkState, items: BulkInput, *, seconds: float) -> dict[str, 
         "total": state.total,
         "processed": state.cursor,
         "completed": state.completed,
-        "resumed_from": state.resumed_from,
+        "resumed_from": label(state.resumed_from),
         "imported": state.imported,
         "residents_added": state.created,
         "skipped_invalid": where(state.skipped),
@@ -211,10 +214,7 @@ def _report(state: BulkState, items: BulkInput, *, seconds: float) -> dict[str, 
     if items.kind == "bsn-file":
         report["duplicates"] = {"count": len(items.duplicates), "lines": list(items.duplicates)}
     if state.stopped is not None:
-        report["stopped"] = {
-            "reason": state.stopped,
-            "at": items.labels[state.cursor] if state.cursor < state.total else None,
-        }
+        report["stopped"] = {"reason": state.stopped, "at": label(state.cursor)}
     return report
 
 
@@ -232,7 +232,8 @@ def _text(report: dict[str, Any]) -> str:
         f" {report['residents_added']} residents added, {report['seconds']} s)"
     ]
     if report["resumed_from"] is not None:
-        lines.append(f"resumed at item {report['resumed_from'] + 1}")
+        noun = "line" if report["input"] == "bsn-file" else "resident"
+        lines.append(f"resumed at {noun} {report['resumed_from']}")
     skipped = report["skipped_invalid"]
     if skipped["count"]:
         lines.append(f"skipped {skipped['count']} invalid BSN(s): {_listed(skipped)}")

@@ -20,15 +20,16 @@ from audit.schemas import Actor, TraceContext
 from kluis.cli import build_app
 from kluis.settings import Settings
 from kluis.wiring import Services, build_services, initialise, utcnow
-from tests.connectors.conftest import (  # noqa: F401 - fixtures: the stand-in BRP and its data
-    raw_personen,
-    standin,
-    standin_server,
-    unknown_bsn,
-)
+from tests.connectors import conftest as connector_fixtures
 from tests.support.brp_standin import StandinServer
 from vault.models import Tenant
 from vault.services import Context
+
+# The stand-in BRP server (one per session, reset before each test) and its 1,176 persons.
+raw_personen = connector_fixtures.raw_personen
+standin_server = connector_fixtures.standin_server
+standin = connector_fixtures.standin
+unknown_bsn = connector_fixtures.unknown_bsn
 
 TENANT = "gemeente-a"
 SECRET_ENV = "KLUIS_CONNECTOR_SECRET_BRP"

@@ -102,7 +102,7 @@ def test_production_refuses_plain_http_sources(kluis: Kluis) -> None:
 def test_another_tenants_mistake_does_not_break_this_tenants_imports(
     kluis: Kluis, standin: StandinServer
 ) -> None:
-    broken = {"kind": "haal-centraal-brp", "base_url": "http://127.0.0.1:9/brp"}
+    broken: dict[str, Any] = {"kind": "haal-centraal-brp", "base_url": "http://127.0.0.1:9/brp"}
     broken["auth"] = {"type": "api_key", "key_ref": "KLUIS_CONNECTOR_SECRET_NOT_SET"}
     config = {"tenants": {TENANT: {"brp": brp_source(standin)}, "gemeente-b": {"brp": broken}}}
     kluis.config_file.write_text(json.dumps(config), encoding="utf-8")
@@ -112,9 +112,10 @@ def test_another_tenants_mistake_does_not_break_this_tenants_imports(
     assert imported.summary.version == 1
 
 
-def test_an_invalid_source_configuration_names_the_place_not_values(kluis: Kluis, standin: StandinServer) -> None:
+def test_an_invalid_source_configuration_names_the_place_not_values(
+    kluis: Kluis, standin: StandinServer
+) -> None:
     kluis.configure({"brp": brp_source(standin, timeout=-1)})
     message = registry_error(kluis)
     assert "tenants.gemeente-a.brp" in message and "timeout" in message
     assert "test-key" not in message
-

@@ -18,14 +18,15 @@ from connectors import (
     SourceUnavailableError,
     gezag_relations,
 )
-from kluis.imports import import_one
+from kluis.imports import import_all, import_one, vault_residents
 from kluis.settings import Settings
 from kluis.wiring import build_services
 from tests.imports.conftest import GEZAG_BSN, SECRET_ENV, TENANT, Kluis, operator
 from tests.support.brp_standin import StandinServer
-from vault.errors import InvalidBsnError, ResidentNotFoundError
+from vault.errors import InvalidBsnError, InvalidRecordError, ResidentNotFoundError
 from vault.models import Resident
 from vault.schemas import RecordContent
+from vault.services import VaultService
 
 BSN = "999970616"
 
@@ -211,5 +212,46 @@ def test_refused_credentials_are_audited_and_name_no_secret(
 
     assert "a-revoked-key" not in str(raised.value)
     [failed] = kluis.audit(tags.RECORD_IMPORT_FAILED)
-    assert (failed["reason"], failed["details"]) == ("source_forbidden", {"source": "brp", "http_status": 401})
+    assert (failed["reason"], failed["details"]) == (
+        "source_forbidden",
+        {"source": "brp", "http_status": 401},
+    )
     assert "a-revoked-key" not in str(kluis.audit())
+
+
+def test_a_record_the_vault_refuses_is_a_failed_import(kluis: Kluis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connector validated against the same schema, so this is the vault's last word (e.g. size)."""
+    resident = add_resident(kluis, BSN)
+
+    def too_large(*_args: Any, **_kwargs: Any) -> Any:
+        raise InvalidRecordError("the record is too large")
+
+    monkeypatch.setattr(VaultService, "put_record", too_large)
+
+    with pytest.raises(InvalidAnswerError):
+        import_one(kluis.services, TENANT, BSN, "brp", operator(), create_resident=False)
+
+    [failed] = kluis.audit(tags.RECORD_IMPORT_FAILED)
+    assert (failed["reason"], failed["data_subject_id"]) == ("invalid_answer", resident.audit_pseudonym)
+    assert failed["details"] == {"source": "brp", "problem": "refused by the vault"}
+    monkeypatch.undo()
+    with kluis.services.db.read_session() as s:
+        assert kluis.services.vault.summaries(s, resident) == []
+
+
+def test_a_resident_erased_during_a_bulk_run_is_reported_and_the_run_goes_on(
+    kluis: Kluis, raw_personen: list[dict[str, Any]]
+) -> None:
+    bsns = [p["burgerservicenummer"] for p in raw_personen[:3]]
+    for bsn in bsns:
+        add_resident(kluis, bsn)
+    items = vault_residents(kluis.services, TENANT)  # read before the erasure, as a long run would
+    with kluis.services.db.session() as s:
+        erased = kluis.services.vault.resident_by_bsn(s, kluis.tenant.id, bsns[1])
+        kluis.services.vault.erase_resident(s, operator(), erased)
+
+    state = import_all(kluis.services, TENANT, "brp", operator(), items)
+
+    assert (state.imported, state.failed, state.completed) == (2, {"resident_erased": [1]}, True)
+    [failed] = kluis.audit(tags.RECORD_IMPORT_FAILED)
+    assert (failed["reason"], failed["data_subject_id"]) == ("resident_erased", erased.audit_pseudonym)
