@@ -82,7 +82,7 @@ class CheckpointPublic(BaseModel):
     kid: str
 
 
-def _checkpoint(services: Services, tenant_id: str, now: datetime) -> Checkpoint:
+def latest_checkpoint(services: Services, tenant_id: str, now: datetime) -> Checkpoint:
     """The latest signed checkpoint; signed on demand when the log has grown past it."""
     with services.db.read_session() as session:
         latest = audit_log.latest_checkpoint(session, tenant_id)
@@ -108,7 +108,7 @@ def _signer(services: Services, session: Any, now: datetime) -> Any:
     summary="The latest signed checkpoint of the tenant's audit log",
 )
 def checkpoint(reader: ReaderDep, services: ServicesDep, now: NowDep) -> dict[str, object]:
-    return _checkpoint(services, reader.tenant_id, now).to_json()
+    return latest_checkpoint(services, reader.tenant_id, now).to_json()
 
 
 @router.get("/audit/jwks.json", summary="Public keys of audit checkpoints (old keys are kept forever)")
@@ -221,7 +221,7 @@ def access_log(
 ) -> dict[str, object]:
     with services.db.read_session() as session:
         pseudonym = services.vault.resident(session, resident.tenant_id, resident.resident_id).audit_pseudonym
-    signed = _checkpoint(services, resident.tenant_id, now)
+    signed = latest_checkpoint(services, resident.tenant_id, now)
     query = AuditQuery(since=since, until=until, department=department, involving=pseudonym)
     items = []
     with services.db.read_session() as session:

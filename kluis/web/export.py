@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlmodel import Session
 
+from audit.queries import event_json, iter_events
+from audit.schemas import AuditQuery
 from consent.schemas import GrantView, Page, ResidentPrincipal
 from kluis.web.deps import Viewer
 from kluis.wiring import Services
@@ -29,7 +31,12 @@ def build_export(session: Session, services: Services, resident: Resident, now: 
         "resident": {"bsn": services.vault.reveal_bsn(resident)},
         "records": [r.public() for r in records],
         "grants": grants,
-        "access_history": [],
+        "access_history": [
+            event_json(logged.seq, logged.event)
+            for logged in iter_events(
+                session, resident.tenant_id, AuditQuery(involving=resident.audit_pseudonym)
+            )
+        ],
     }
 
 

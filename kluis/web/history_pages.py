@@ -10,7 +10,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
+from audit import leaf, merkle
+from audit import services as audit_log
+from audit.checkpoints import CheckpointVerifier
+from audit.errors import AuditError
+from audit.schemas import AuditQuery
+from kluis.api.audit import latest_checkpoint
 from kluis.api.deps import NowDep, ServicesDep
+from kluis.web import i18n
 from kluis.web.access_log import AccessEntry, Names, describe
 from kluis.web.deps import PortalDep, Viewer, ViewerDep
 from kluis.web.errors import PageNotFoundError
@@ -23,19 +30,36 @@ DateQuery = Annotated[str | None, Query(max_length=10, pattern=r"^(\d{4}-\d{2}-\
 DepartmentQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_-]*$")]
 
 
-def entries_for(session: Session, services: Services, viewer: Viewer) -> list[AccessEntry]:
-    """The audit entries about the subject, and those the viewer made on their behalf, newest first.
+MAX_ENTRIES = 1000  # the most recent; the JSON API (/api/v1/me/access-log) pages through all
 
-    Waits for the audit package's search by data subject (``audit.services``), which is being
-    written; until then the history is empty.
-    """
-    return []
+
+def entries_for(session: Session, services: Services, viewer: Viewer) -> list[AccessEntry]:
+    """The audit entries about the subject, and those made on their behalf, newest first."""
+    query = AuditQuery(involving=viewer.subject_pseudonym)
+    page = audit_log.search(session, viewer.tenant_id, query, limit=MAX_ENTRIES)
+    return [
+        AccessEntry(
+            sequence=logged.seq,
+            time=logged.event.start_time,
+            name=logged.event.name,
+            actor_type=logged.event.actor.type,
+            actor_id=logged.event.actor.id,
+            on_behalf_of=logged.event.actor.on_behalf_of,
+            subject=logged.event.data_subject_id,
+            department=logged.event.department,
+            categories=logged.event.categories,
+            purpose=logged.event.processing_activity_id,
+            decision=logged.event.decision,
+        )
+        for logged in page.entries
+    ]
 
 
 def names_for(session: Session, services: Services, viewer: Viewer) -> Names:
     departments = {d.code: d.name for d in services.departments.list(session, viewer.tenant_id)}
+    purposes = {p.code: p.description_nl for p in services.purposes.list(session, viewer.tenant_id)}
     return Names(
-        departments=departments, purposes={}, me=viewer.me_pseudonym, subject=viewer.subject_pseudonym
+        departments=departments, purposes=purposes, me=viewer.me_pseudonym, subject=viewer.subject_pseudonym
     )
 
 
@@ -86,15 +110,45 @@ def history_page(
 
 @router.get("/inzage/{sequence}/controleren")
 def verify_page(
-    request: Request, sequence: Annotated[int, Path(ge=0)], viewer: ViewerDep, services: ServicesDep
+    request: Request,
+    sequence: Annotated[int, Path(ge=0, le=2**62)],
+    viewer: ViewerDep,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: NowDep,
 ) -> Response:
-    """Check one entry's inclusion proof against the latest signed checkpoint.
-
-    Needs the audit package's inclusion proofs and checkpoints; until they exist no entry can be
-    checked, so every entry answers "not found" rather than a check that proves nothing.
-    """
+    """Check one entry's inclusion proof against the latest signed checkpoint, here on the server
+    with the published checkpoint keys (a resident's own app can do the same with the JSON API)."""
+    checkpoint = latest_checkpoint(services, viewer.tenant_id, now)
     with services.db.read_session() as session:
-        entries = entries_for(session, services, viewer)
-    if not any(e.sequence == sequence for e in entries):
-        raise PageNotFoundError
-    raise PageNotFoundError
+        entry = audit_log.get_entry(session, viewer.tenant_id, sequence)
+        if entry is None or sequence >= checkpoint.tree_size:
+            raise PageNotFoundError
+        event = leaf.decode_leaf(entry.leaf_bytes)[1]
+        if viewer.subject_pseudonym not in {event.data_subject_id, event.actor.id, event.actor.on_behalf_of}:
+            raise PageNotFoundError  # not about this resident: nothing is revealed
+        proof = audit_log.inclusion_proof(session, viewer.tenant_id, sequence, checkpoint.tree_size)
+        keys = services.signing.public_jwks(session, "checkpoint")
+    genuine = True
+    try:
+        signed = CheckpointVerifier(keys).verify(checkpoint.jws).payload
+        genuine = signed.tree_size == checkpoint.tree_size and signed.root_hash == checkpoint.root_hash
+        merkle.verify_inclusion(
+            sequence,
+            checkpoint.tree_size,
+            merkle.leaf_hash(entry.leaf_bytes),
+            proof.audit_path,
+            signed.root_hash,
+        )
+    except (AuditError, ValueError):
+        genuine = False
+    lang = language(request)
+    return portal.templates.render(
+        request,
+        "verify.html",
+        viewer=viewer,
+        genuine=genuine,
+        number=sequence,
+        size=checkpoint.tree_size,
+        signed_at=i18n.when(checkpoint.timestamp, lang),
+    )

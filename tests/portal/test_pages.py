@@ -143,6 +143,9 @@ def test_download_my_data_is_json_with_records_grants_and_history(
     assert [r["category"] for r in document["records"]] == ["inkomen"]
     assert document["records"][0]["data"]["werkgever"] == "Bakkerij De Korrel"
     assert isinstance(document["grants"], list) and isinstance(document["access_history"], list)
+    assert document["access_history"], "the export lists the resident's own audit trail"
+    assert all("seq" in e and "name" in e for e in document["access_history"])
+    assert ADULT not in json.dumps(document["access_history"])
 
 
 def test_erasure_needs_two_confirmations_and_ends_every_session(
@@ -230,3 +233,24 @@ def test_a_resident_appoints_a_representative_who_may_then_view_but_not_decide(
     stopped = principal.post(f"/portaal/gemachtigden/{mandate_id}/intrekken", data={"csrf_token": token})
     assert stopped.status_code == 303
     assert representative.get("/portaal/gegevens/schulden").status_code == 404
+
+
+def test_who_viewed_my_data_lists_reads_and_each_line_verifies(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    import re
+
+    client = login(server, clients, ADULT)
+    assert client.get("/portaal/gegevens/inkomen").status_code == 200  # an audited read
+    history = client.get("/portaal/inzage")
+    assert history.status_code == 200
+    links = re.findall(r"/portaal/inzage/(\d+)/controleren", history.text)
+    assert links, history.text
+    assert ADULT not in history.text
+    # The read may be newer than the latest checkpoint: the check signs one on demand.
+    check = client.get(f"/portaal/inzage/{links[0]}/controleren")
+    assert check.status_code == 200
+    assert "Deze regel is echt" in check.text
+    # An entry about someone else is "not found", never shown or checked.
+    other = login(server, clients, OTHER)
+    assert other.get(f"/portaal/inzage/{links[0]}/controleren").status_code == 404
