@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
 from kluis.api.deps import ServicesDep
 
 router = APIRouter(tags=["operations"])
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """The site root is the resident portal (the console is at /fg, the API at /api/v1)."""
+    return RedirectResponse("/portaal", status_code=303)
 
 
 @router.get("/health/live", summary="The process is up")
