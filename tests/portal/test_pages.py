@@ -254,3 +254,71 @@ def test_who_viewed_my_data_lists_reads_and_each_line_verifies(
     # An entry about someone else is "not found", never shown or checked.
     other = login(server, clients, OTHER)
     assert other.get(f"/portaal/inzage/{links[0]}/controleren").status_code == 404
+
+
+def test_a_parent_approves_a_request_for_their_child_and_both_see_it_in_their_history(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    import re
+
+    from tests.portal.conftest import PARENT, operator
+
+    services = server.services
+    with services.db.session() as session:
+        tenant = services.vault.tenant(session, "demodam")
+        services.purposes.add(
+            session,
+            operator(),
+            tenant,
+            "jeugdhulp.kind",
+            description_nl="hulp voor het kind",
+            description_en="help for the child",
+            legal_basis="consent",
+            categories=["jeugdzorg.dossier"],
+            max_days=30,
+        )
+        client, secret = services.clients.create(session, operator(), tenant, "jeugdzorg", secret=True)
+    assert secret is not None
+    details = json.dumps(
+        [{"type": "kluis:records", "categories": ["jeugdzorg.dossier"], "purpose": "jeugdhulp.kind"}]
+    )
+    asked = httpx.post(
+        server.base_url + "/oauth/bc-authorize",
+        auth=(client.id, secret),
+        data={"login_hint": CHILD, "authorization_details": details},
+    )
+    assert asked.status_code == 200, asked.text
+
+    parent = login(server, clients, PARENT)
+    page = parent.get("/portaal/gegevens")
+    child_id = _resident_id(server, CHILD)
+    parent.post("/portaal/namens", data={"principal": f"gezag:{child_id}", "csrf_token": csrf_of(page.text)})
+    listing = parent.get("/portaal/verzoeken")
+    [request_id] = re.findall(r'href="/portaal/verzoeken/([0-9a-f]+)"', listing.text)
+    detail = parent.get(f"/portaal/verzoeken/{request_id}")
+    approved = parent.post(
+        f"/portaal/verzoeken/{request_id}/goedkeuren",
+        data={"csrf_token": csrf_of(detail.text), "categories": "jeugdzorg.dossier"},
+    )
+    assert approved.status_code == 303, approved.text
+    # The child's history (seen by the parent acting for the child) names the representative's act.
+    child_history = parent.get("/portaal/inzage").text
+    assert "namens" in child_history.lower() or "vertegenwoordiger" in child_history.lower()
+    # The audit trail says "parent on behalf of child", with pseudonyms only.
+    with services.db.read_session() as session:
+        child = services.vault.resident(session, tenant.id, child_id)
+        parent_row = services.vault.resident_by_bsn(session, tenant.id, PARENT)
+        from audit import services as audit_log
+        from audit.schemas import AuditQuery
+
+        page_ = audit_log.search(
+            session, tenant.id, AuditQuery(name="consent:request:approved", involving=child.audit_pseudonym)
+        )
+    [entry] = page_.entries
+    assert entry.event.actor.type == "representative"
+    assert entry.event.actor.id == parent_row.audit_pseudonym
+    assert entry.event.actor.on_behalf_of == child.audit_pseudonym
+    # The parent's own history (back as themself) shows it too.
+    own = parent.get("/portaal/gegevens")
+    parent.post("/portaal/namens/stoppen", data={"csrf_token": csrf_of(own.text)})
+    assert "namens" in parent.get("/portaal/inzage").text.lower()
