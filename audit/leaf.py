@@ -98,10 +98,14 @@ def from_ms(value: int) -> datetime:
     return EPOCH + timedelta(milliseconds=value)
 
 
-def _text(value: object, field: str, limit: int = MAX_ID) -> str:
+def _text(value: object, field: str, limit: int = MAX_ID, *, empty: bool = False) -> str:
     # isprintable() refuses control and format characters and lone surrogates: nothing that could
     # break a CSV export, a terminal or the canonical encoding.
-    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+    if (
+        not isinstance(value, str)
+        or not (0 if empty else 1) <= len(value) <= limit
+        or not value.isprintable()
+    ):
         raise InvalidEventError(f"audit field {field} is not a short printable text")
     return value
 
@@ -117,7 +121,7 @@ def _detail(value: object) -> str | int | bool | None:
         if abs(value) > MAX_SAFE_INTEGER:
             raise InvalidEventError("audit detail integers must fit in a JSON number exactly")
         return value
-    return _text(value, "details", MAX_DETAIL_TEXT)
+    return _text(value, "details", MAX_DETAIL_TEXT, empty=True)  # e.g. an empty field selection
 
 
 def leaf_object(seq: int, event: AuditEvent) -> dict[str, Any]:
@@ -195,7 +199,7 @@ def parse(data: bytes) -> dict[str, Any]:
     if data[:1] != PREFIX:
         raise LeafFormatError("unknown leaf format version")
     try:
-        obj = json.loads(data[1:])
+        obj = json.loads(data[1:].decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise LeafFormatError from exc
     if (

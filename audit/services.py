@@ -1,11 +1,13 @@
 """The audit log: append in the caller's transaction, prove, sign checkpoints, search.
 
-Appending one batch for one tenant is four statements, whatever the batch size::
+Appending one batch for one tenant is the same four statements, whatever the batch size::
 
-    SELECT size, root_hash, frontier FROM audit_log_state WHERE tenant_id = ? FOR UPDATE
+    SELECT size, frontier FROM audit_log_state WHERE tenant_id = ? FOR UPDATE
     INSERT INTO audit_entry ...            (every entry of the batch)
     INSERT INTO audit_node ...             (the perfect subtrees the new leaves complete)
     UPDATE audit_log_state SET ... WHERE tenant_id = ? AND size = <old size>
+
+(on PostgreSQL the last three travel as one statement: two round trips per append).
 
 The lock makes sequence numbers dense and ordered under concurrent writers: on PostgreSQL it is the
 row lock of ``FOR UPDATE``; on SQLite the write unit of work holds the database lock from its
@@ -21,11 +23,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from audit import leaf, merkle
+from audit import leaf, merkle, rawsql
 from audit.checkpoints import CheckpointPayload, CheckpointSigner, valid_origin
 from audit.errors import (
     CheckpointRefusedError,
@@ -36,7 +38,7 @@ from audit.errors import (
     ProofRequestError,
     UnknownLogError,
 )
-from audit.models import CHECKPOINT, ENTRY, NODE, STATE
+from audit.models import CHECKPOINT, ENTRY, STATE
 from audit.queries import export_csv, export_jsonl, search, summary
 from audit.schemas import (
     AppendedEntry,
@@ -78,13 +80,6 @@ _LOCK_STATE = (
 )
 _READ_STATE = select(STATE.c.origin, STATE.c.size, STATE.c.root_hash).where(
     STATE.c.tenant_id == bindparam("tenant")
-)
-_INSERT_ENTRIES = insert(ENTRY)
-_INSERT_NODES = insert(NODE)
-_UPDATE_STATE = (
-    update(STATE)
-    .where(STATE.c.tenant_id == bindparam("tenant"), STATE.c.size == bindparam("old_size"))
-    .values(size=bindparam("new_size"), root_hash=bindparam("new_root"), frontier=bindparam("new_edge"))
 )
 _CHECKPOINT_COLUMNS = (
     CHECKPOINT.c.tree_size,
@@ -206,9 +201,8 @@ class _Writer:
     def __init__(self, conn: Connection) -> None:
         self.postgres = conn.dialect.name == "postgresql"
         self.integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
-        dbapi_connection: Any = conn.connection.dbapi_connection
-        self.cursor: Any = dbapi_connection.cursor()
-        self.mark = "%s" if self.postgres else "?"
+        self.cursor: Any = rawsql.cursor(conn)
+        self.mark = rawsql.mark(conn)
 
     def close(self) -> None:
         self.cursor.close()
@@ -282,25 +276,47 @@ def get_entries(session: Session, tenant_id: str, start: int, end: int) -> list[
 
 
 def _subtrees(conn: Connection, tenant_id: str, wanted: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
-    """The stored hashes of perfect subtrees (two indexed reads). Raises ``LogStateError`` if one is
-    missing: a complete tree has every one of them."""
-    found: dict[merkle.NodeId, bytes] = {}
+    """The stored hashes of perfect subtrees, in one statement of primary-key look-ups (leaf hashes
+    from ``audit_entry``, the rest from ``audit_node``). Raises ``LogStateError`` if one is
+    missing: a complete tree has every one of them.
+
+    Plain SQL (``audit.rawsql``): as a SQLAlchemy expression this cost milliseconds to build. The
+    shapes are the ones each planner gets right without statistics: on SQLite one UNION ALL branch
+    per level (a row-value IN list or an OR of terms scanned all of the tenant's nodes); on
+    PostgreSQL a join with a VALUES list (the UNION ALL took 5 ms on a fresh, unanalysed table).
+    """
+    if not wanted:
+        return {}
     leaves = sorted(index for level, index in wanted if level == 0)
     inner = sorted(node for node in wanted if node[0] > 0)
-    if leaves:
-        rows = conn.execute(
-            select(ENTRY.c.seq, ENTRY.c.leaf_hash).where(
-                ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq.in_(leaves)
+    # Only table and column names and parameter marks go into the text; values are parameters.
+    if conn.dialect.name == "postgresql":
+        branches = [
+            "SELECT 0::smallint, seq, leaf_hash FROM audit_entry WHERE tenant_id = %s AND seq = ANY(%s)"
+        ]
+        params: list[Any] = [tenant_id, leaves]
+        if inner:
+            values = ", ".join(["(%s::smallint, %s::bigint)"] * len(inner))
+            branches.append(
+                f"SELECT n.level, n.idx, n.hash FROM (VALUES {values}) AS w(level, idx) "  # noqa: S608
+                "JOIN audit_node n ON n.tenant_id = %s AND n.level = w.level AND n.idx = w.idx"
             )
-        )
-        found.update(((0, r.seq), r.leaf_hash) for r in rows)
-    if inner:
-        rows = conn.execute(
-            select(NODE.c.level, NODE.c.idx, NODE.c.hash).where(
-                NODE.c.tenant_id == tenant_id, tuple_(NODE.c.level, NODE.c.idx).in_(inner)
-            )
-        )
-        found.update(((r.level, r.idx), r.hash) for r in rows)
+            params += [*(value for node in inner for value in node), tenant_id]
+    else:
+        branches, params = [], []
+        if leaves:
+            where = f"tenant_id = ? AND seq IN ({', '.join('?' * len(leaves))})"
+            branches.append(f"SELECT 0, seq, leaf_hash FROM audit_entry WHERE {where}")  # noqa: S608
+            params += [tenant_id, *leaves]
+        by_level: dict[int, list[int]] = {}
+        for level, index in inner:
+            by_level.setdefault(level, []).append(index)
+        for level, indexes in by_level.items():
+            where = f"tenant_id = ? AND level = ? AND idx IN ({', '.join('?' * len(indexes))})"
+            branches.append(f"SELECT level, idx, hash FROM audit_node WHERE {where}")  # noqa: S608
+            params += [tenant_id, level, *indexes]
+    rows = rawsql.fetch_all(conn, " UNION ALL ".join(branches), params)
+    found = {(int(level), int(index)): bytes(value) for level, index, value in rows}
     if len(found) != len(wanted):
         raise LogStateError("a stored subtree of the audit log is missing")
     return found

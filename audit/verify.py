@@ -31,7 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from audit import leaf, merkle
+from audit import leaf, merkle, rawsql
 from audit.checkpoints import CheckpointVerifier
 from audit.errors import CheckpointSignatureError, LeafFormatError, UnknownLogError
 from audit.models import CHECKPOINT, ENTRY, NODE, STATE
@@ -216,13 +216,11 @@ class Walker:
         return None
 
     def beyond(self, stored: Iterable[StoredCheckpoint]) -> Damage | None:
-        """Checkpoints larger than the walked log (stored or witnessed): truncation, or forgeries."""
-        for checkpoint in sorted(
-            [*stored, *(c for size, cs in self.witnessed.items() if size > self.edge.size for c in cs)],
-            key=lambda c: c.tree_size,
-        ):
-            return self.checkpoint(checkpoint)
-        return None
+        """The smallest checkpoint larger than the walked log (stored or witnessed), if any: its
+        entries were truncated, or it is not ours."""
+        larger = [c for size, cs in self.witnessed.items() if size > self.edge.size for c in cs]
+        candidates = sorted([*stored, *larger], key=lambda c: c.tree_size)
+        return self.checkpoint(candidates[0]) if candidates else None
 
     def result(self) -> VerifyResult:
         return VerifyResult(
@@ -264,7 +262,7 @@ def _check_nodes(conn: Connection, tenant_id: str, completed: dict[merkle.NodeId
                 NODE.c.idx <= max(indexes),
             )
         )
-        stored.update(((level, r.idx), r.hash) for r in rows)
+        stored.update(((level, index), value) for index, value in rows.all())
     for level, index in sorted(completed, key=lambda node: (node[1] << node[0], node[0])):
         first, value = index << level, stored.get((level, index))
         if value is None:
@@ -303,15 +301,13 @@ def verify_log(
     empty = checkpoint_rows(conn, tenant_id, -1, 0)  # checkpoints of the empty tree
     found.add(-1, walker.reached(empty[0] if empty else None))
     at_state = (walker.edge.root(), walker.edge.to_bytes()) if state.size == 0 else None
-    seen = 0  # how far rows go, dense or not: a state behind them was rolled back
-    while not found:
-        progress = _walk_chunk(conn, walker, state.size, chunk)
-        if progress is None:
-            break
-        seen, snapshot = progress
+    last = conn.execute(select(func.max(ENTRY.c.seq)).where(ENTRY.c.tenant_id == tenant_id)).scalar()
+    seen = -1 if last is None else int(last)  # the last row, dense or not
+    while not found and walker.edge.size <= seen:
+        snapshot = _walk_chunk(conn, walker, state.size, chunk)
         at_state = snapshot or at_state
     size = walker.edge.size
-    if seen > state.size:
+    if seen + 1 > state.size:  # rows beyond the state: it was rolled back
         detail = f"entries exist beyond its size {state.size}"
         found.add(state.size, Damage("rolled_back", "state", state.size, detail, state.size))
     elif at_state is not None and at_state != (state.root_hash, state.frontier):
@@ -328,42 +324,50 @@ def verify_log(
     return walker.result()
 
 
-def _walk_chunk(
-    conn: Connection, walker: Walker, state_size: int, chunk: int
-) -> tuple[int, tuple[bytes, bytes] | None] | None:
-    """Check the next chunk of entries and the subtrees they complete. Returns how far rows go and
-    the tree's (root, edge) if the walk passed the state's size; ``None`` at the end of the rows."""
+def _walk_chunk(conn: Connection, walker: Walker, state_size: int, chunk: int) -> tuple[bytes, bytes] | None:
+    """Check the next ``chunk`` positions and the subtrees they complete. Returns the tree's
+    (root, edge) if the walk passed the state's size.
+
+    The window has both bounds: an open-ended ``seq >= ?  ORDER BY seq LIMIT ?`` let PostgreSQL,
+    without fresh statistics, sort the whole rest of the log for every chunk.
+    """
     tenant_id, found, start = walker.tenant_id, walker.findings, walker.edge.size
-    rows = conn.execute(
-        select(ENTRY.c.seq, ENTRY.c.leaf_bytes, ENTRY.c.leaf_hash, *(ENTRY.c[n] for n in leaf.COLUMNS))
-        .where(ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq >= start)
-        .order_by(ENTRY.c.seq)
-        .limit(chunk)
-    ).all()
-    if not rows:
+    m = rawsql.mark(conn)
+    rows = rawsql.fetch_all(
+        conn,
+        f"SELECT seq, leaf_bytes, leaf_hash, {', '.join(leaf.COLUMNS)} FROM audit_entry "  # noqa: S608
+        f"WHERE tenant_id = {m} AND seq >= {m} AND seq < {m} ORDER BY seq",
+        (tenant_id, start, start + chunk),
+    )
+    if not rows:  # a gap of a whole window, with rows after it
+        found.add(start, Damage("missing", "entry", start, "no entry at this position"))
         return None
     due = {c.tree_size: c for c in checkpoint_rows(conn, tenant_id, start, start + len(rows))}
     completed: dict[merkle.NodeId, bytes] = {}
     snapshot: tuple[bytes, bytes] | None = None
-    for row in rows:
-        seq = walker.edge.size
-        if row.seq != seq:
+    edge = walker.edge
+    for row_seq, raw_data, raw_hash, *stored_columns in rows:  # the hot loop of verification
+        seq = edge.size
+        if row_seq != seq:
             found.add(seq, Damage("missing", "entry", seq, "no entry at this position"))
             break
-        obj, damage = walker.leaf(row.leaf_bytes, row.leaf_hash)
-        if obj is not None and leaf.columns(obj) != tuple(row[3:]):
-            name = next(n for n, a, b in zip(leaf.COLUMNS, leaf.columns(obj), row[3:], strict=True) if a != b)
+        data, stored_hash = bytes(raw_data), bytes(raw_hash)
+        obj, damage = walker.leaf(data, stored_hash)
+        if obj is not None and (expected := leaf.columns(obj)) != tuple(stored_columns):
+            name = next(n for n, a, b in zip(leaf.COLUMNS, expected, stored_columns, strict=True) if a != b)
             damage = Damage("altered", "entry", seq, f"search column {name} differs from the leaf")
         if damage:
             found.add(seq, damage)
             break
-        for level, index, value in walker.edge.append(row.leaf_hash):
+        for level, index, value in edge.append(stored_hash):
             completed[(level, index)] = value
-        if walker.edge.size == state_size:
-            snapshot = (walker.edge.root(), walker.edge.to_bytes())
-        found.add(seq, walker.reached(due.get(walker.edge.size)))
-        if found:
-            break
+        if edge.size == state_size:
+            snapshot = (edge.root(), edge.to_bytes())
+        if due or walker.witnessed:
+            found.add(seq, walker.reached(due.get(edge.size)))
+            if found:
+                break
     node_damage = _check_nodes(conn, tenant_id, completed) if completed else None
-    found.add(node_damage.seq or 0 if node_damage else 0, node_damage)
-    return rows[-1].seq + 1, snapshot
+    if node_damage is not None:
+        found.add(node_damage.seq or 0, node_damage)  # the first entry under the node
+    return snapshot

@@ -129,9 +129,8 @@ def run(kind: str, entries: int, batch: int, single: int) -> None:
                 costs.append(time.perf_counter() - before)
             session.commit()
         if costs:
-            print(
-                f"{kind:8} one append in an open transaction {statistics.median(costs) * 1e6:>10.0f} µs (median)"
-            )
+            median_us = statistics.median(costs) * 1e6
+            print(f"{kind:8} one append in an open transaction {median_us:>10.0f} µs (median)")
 
         remaining = entries - single - in_transaction
         started = time.perf_counter()

@@ -95,3 +95,9 @@ def sign(db: Database, signer: object, tenant: str = TENANT) -> None:
     with db.session() as session:
         services.sign_checkpoint(session, tenant, signer, START)  # type: ignore[arg-type]
         session.commit()
+
+
+def forged_signature(jws: str) -> str:
+    """The token with one character of its signature changed (never a no-op: the character differs)."""
+    position = len(jws) - 10
+    return jws[:position] + ("B" if jws[position] != "B" else "C") + jws[position + 1 :]

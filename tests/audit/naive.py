@@ -59,3 +59,49 @@ def _subproof(m: int, leaves: tuple[bytes, ...], b: bool) -> list[bytes]:
     if m <= k:
         return [*_subproof(m, leaves[:k], b), _mth(leaves[k:])]
     return [*_subproof(m - k, leaves[k:], False), _mth(leaves[:k])]
+
+
+class Ranges:
+    """The same definitions over index ranges ``D[start:end]`` of one list, memoised by range: fast
+    enough to check every tree size up to a few thousand exhaustively."""
+
+    def __init__(self, leaves: list[bytes]) -> None:
+        self.leaves = leaves
+        self.memo: dict[tuple[int, int], bytes] = {}
+
+    def mth(self, start: int, end: int) -> bytes:
+        key = (start, end)
+        if key not in self.memo:
+            n = end - start
+            if n == 0:
+                value = hashlib.sha256(b"").digest()
+            elif n == 1:
+                value = hashlib.sha256(b"\x00" + self.leaves[start]).digest()
+            else:
+                k = _k(n)
+                value = hashlib.sha256(
+                    b"\x01" + self.mth(start, start + k) + self.mth(start + k, end)
+                ).digest()
+            self.memo[key] = value
+        return self.memo[key]
+
+    def path(self, m: int, start: int, end: int) -> list[bytes]:
+        n = end - start
+        if n == 1:
+            return []
+        k = _k(n)
+        if m < k:
+            return [*self.path(m, start, start + k), self.mth(start + k, end)]
+        return [*self.path(m - k, start + k, end), self.mth(start, start + k)]
+
+    def proof(self, m: int, n: int) -> list[bytes]:
+        return [] if m in (0, n) else self._subproof(m, 0, n, True)
+
+    def _subproof(self, m: int, start: int, end: int, b: bool) -> list[bytes]:
+        n = end - start
+        if m == n:
+            return [] if b else [self.mth(start, end)]
+        k = _k(n)
+        if m <= k:
+            return [*self._subproof(m, start, start + k, b), self.mth(start + k, end)]
+        return [*self._subproof(m - k, start + k, end, False), self.mth(start, start + k)]

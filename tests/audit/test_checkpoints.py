@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jwcrypto import jwk, jws
@@ -33,7 +34,7 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def forge(header: bytes | dict, payload: bytes, key: jwk.JWK = KEY) -> str:
+def forge(header: bytes | dict[str, Any], payload: bytes, key: jwk.JWK = KEY) -> str:
     """A token with a *valid* Ed25519 signature over arbitrary header and payload bytes: refusals
     below are then about strictness, not about the signature."""
     raw_header = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
@@ -151,3 +152,18 @@ def test_signers_need_a_private_ed25519_key_with_a_kid() -> None:
 
 def test_payload_parsing_round_trips() -> None:
     assert parse_payload(PAYLOAD.to_bytes()) == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [1],
+        {"keys": [1]},
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "a"}]},
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "a", "x": "!!"}]},
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": VECTOR["jwk"]["x"]}]},
+    ],
+)
+def test_malformed_key_sets_pin_nothing(document: object) -> None:
+    with pytest.raises(ValueError):
+        CheckpointVerifier(document)

@@ -10,7 +10,7 @@ import random
 import signal
 import time
 from multiprocessing.synchronize import Event
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +42,7 @@ def acknowledged(output: str) -> list[tuple[int, int, int]]:
     return acks
 
 
-def check_log(db: Database, verifier: CheckpointVerifier) -> list[dict]:
+def check_log(db: Database, verifier: CheckpointVerifier) -> list[dict[str, Any]]:
     """Dense, unique, the RFC root, and a clean verification. Returns the entry objects."""
     leaves = stored_leaves(db)
     objects = [leaf.parse(data) for data in leaves]
@@ -58,7 +58,7 @@ def check_log(db: Database, verifier: CheckpointVerifier) -> list[dict]:
 
 
 def test_concurrent_writers_get_dense_unique_sequence_numbers(
-    log_db: Database, verifier: CheckpointVerifier, tmp_path: Path
+    log_db: Database, verifier: CheckpointVerifier
 ) -> None:
     plan = [(40, 1), (40, 1), (40, 4), (40, 8)]
     go = FORK.Event()
@@ -82,27 +82,27 @@ def test_concurrent_writers_get_dense_unique_sequence_numbers(
 
 @pytest.mark.slow
 def test_writers_killed_at_random_lose_nothing_acknowledged(
-    log_db: Database, verifier: CheckpointVerifier, tmp_path: Path
+    log_db: Database, verifier: CheckpointVerifier
 ) -> None:
     rng = random.Random(20260303)
     acks: list[tuple[int, int, int]] = []
     for round_ in range(2):
-        go = tmp_path / f"go-{round_}"
+        go = FORK.Event()
         writers = start_writers(
-            log_db.url, go, [(100_000, 1), (100_000, 3), (100_000, 7)], first_id=3 * round_
+            log_db.url, [(100_000, 1), (100_000, 3), (100_000, 7)], go, first_id=3 * round_
         )
-        go.touch()
+        go.set()
         for writer in writers:
             time.sleep(rng.uniform(0.05, 0.4))  # mid-transaction, between two, or while committing
-            writer.send_signal(signal.SIGKILL)
+            writer.process.kill()
         for writer in writers:
-            out, _ = writer.communicate(timeout=60)
-            assert writer.returncode == -signal.SIGKILL
-            acks.extend(acknowledged(out))
+            acks.extend(acknowledged(writer.output()))
+            writer.process.join(timeout=60)
+            assert writer.process.exitcode == -signal.SIGKILL
         objects = check_log(log_db, verifier)  # no torn state after the kills
         assert acks, "the writers died before writing anything: the test proved nothing"
-        for seq, writer, n in acks:
-            assert objects[seq]["details"] == {"writer": writer, "n": n}, "an acknowledged entry was lost"
+        for seq, writer_id, n in acks:
+            assert objects[seq]["details"] == {"writer": writer_id, "n": n}, "an acknowledged entry was lost"
     with log_db.session() as session:  # the log still takes entries after the crashes
         services.append(session, event(0))
         session.commit()

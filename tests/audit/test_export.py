@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from jwcrypto import jwk
@@ -14,13 +15,15 @@ from audit.checkpoints import CheckpointVerifier, Ed25519CheckpointSigner
 from audit.errors import ExportFormatError
 from audit.export import verify_export, write_export
 from kluis.db import Database
-from tests.audit.factories import TENANT, build_log, event, fill
+from tests.audit.factories import TENANT, build_log, event, fill, forged_signature
 
-Edit = Callable[[list[dict]], list[dict]]
+Edit = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, signer: Ed25519CheckpointSigner) -> list[dict]:
+def exported(
+    tmp_path_factory: pytest.TempPathFactory, signer: Ed25519CheckpointSigner
+) -> list[dict[str, Any]]:
     db = Database(f"sqlite:///{tmp_path_factory.mktemp('export') / 'kluis.db'}")
     db.migrate()
     build_log(db, signer)
@@ -32,29 +35,29 @@ def exported(tmp_path_factory: pytest.TempPathFactory, signer: Ed25519Checkpoint
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def lines(records: list[dict]) -> list[str]:
+def lines(records: list[dict[str, Any]]) -> list[str]:
     return [json.dumps(r) for r in records]
 
 
-def test_the_export_has_header_checkpoints_then_entries(exported: list[dict]) -> None:
+def test_the_export_has_header_checkpoints_then_entries(exported: list[dict[str, Any]]) -> None:
     assert exported[0]["format"] == "kluis-audit-log" and exported[0]["tree_size"] == 15
     assert [r["type"] for r in exported[1:4]] == ["checkpoint"] * 3
     assert [r["seq"] for r in exported[4:]] == list(range(15))
 
 
-def test_an_untouched_export_verifies(exported: list[dict], verifier: CheckpointVerifier) -> None:
+def test_an_untouched_export_verifies(exported: list[dict[str, Any]], verifier: CheckpointVerifier) -> None:
     result = verify_export(lines(exported), verifier)
     assert result.ok and (result.entries, result.checkpoints, result.latest_checkpoint) == (15, 3, 13)
 
 
-def _flip_leaf(records: list[dict], seq: int) -> list[dict]:
+def _flip_leaf(records: list[dict[str, Any]], seq: int) -> list[dict[str, Any]]:
     data = bytearray(base64.b64decode(records[4 + seq]["leaf_bytes"]))
     data[len(data) // 2] ^= 1
     records[4 + seq] = {**records[4 + seq], "leaf_bytes": base64.b64encode(bytes(data)).decode()}
     return records
 
 
-def _both_hashes(records: list[dict], seq: int) -> list[dict]:
+def _both_hashes(records: list[dict[str, Any]], seq: int) -> list[dict[str, Any]]:
     """Change an entry and its leaf hash: only the tree (and a checkpoint) can tell."""
     from audit import leaf, merkle
 
@@ -75,7 +78,7 @@ CASES: dict[str, tuple[Edit, tuple[str, str, int | None]]] = {
     "swapped entries": (lambda r: [*r[:7], r[8], r[7], *r[9:]], ("missing", "entry", 3)),
     "truncated tail": (lambda r: r[:-3], ("truncated", "entry", 12)),
     "bad checkpoint": (
-        lambda r: [r[0], {**r[1], "jws": r[1]["jws"][:-3] + "AAA"}, *r[2:]],
+        lambda r: [r[0], {**r[1], "jws": forged_signature(r[1]["jws"])}, *r[2:]],
         ("bad_signature", "checkpoint", None),
     ),
     "checkpoint column": (
@@ -87,7 +90,9 @@ CASES: dict[str, tuple[Edit, tuple[str, str, int | None]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_damage_to_the_file_is_named(name: str, exported: list[dict], verifier: CheckpointVerifier) -> None:
+def test_damage_to_the_file_is_named(
+    name: str, exported: list[dict[str, Any]], verifier: CheckpointVerifier
+) -> None:
     edit, expected = CASES[name]
     damage = verify_export(lines(edit([dict(r) for r in exported])), verifier).damage
     assert damage is not None
@@ -95,7 +100,7 @@ def test_damage_to_the_file_is_named(name: str, exported: list[dict], verifier: 
 
 
 def test_a_truncated_file_with_a_rewritten_header_is_caught_by_checkpoints(
-    exported: list[dict], verifier: CheckpointVerifier
+    exported: list[dict[str, Any]], verifier: CheckpointVerifier
 ) -> None:
     from audit import merkle
 
@@ -111,7 +116,7 @@ def test_a_truncated_file_with_a_rewritten_header_is_caught_by_checkpoints(
     assert damage is not None and (damage.kind, damage.seq) == ("truncated", 10)
 
 
-def test_only_pinned_keys_count(exported: list[dict]) -> None:
+def test_only_pinned_keys_count(exported: list[dict[str, Any]]) -> None:
     stranger = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="checkpoint-test-1")
     damage = verify_export(
         lines(exported), CheckpointVerifier({"keys": [stranger.export_public(as_dict=True)]})

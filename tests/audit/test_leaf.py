@@ -85,9 +85,12 @@ def test_tricky_strings_stay_canonical_or_are_refused() -> None:
         obj = leaf.leaf_object(0, event(0, details={"s": text}))
         assert leaf.canonical(obj) == rfc8785.dumps(obj)
     # Control, format and separator characters and lone surrogates never reach a leaf.
-    for text in ("\u2028", "\u00a0", "\u007f", "\n", "\ufeff", "\ud800", "\u200b", ""):
+    for text in ("\u2028", "\u00a0", "\u007f", "\n", "\ufeff", "\ud800", "\u200b"):
         with pytest.raises(InvalidEventError):
             leaf.leaf_object(0, event(0, details={"s": text}))
+    assert leaf.leaf_object(0, event(0, details={"fields": ""}))["details"] == {"fields": ""}
+    with pytest.raises(InvalidEventError):  # ids are never empty
+        leaf.leaf_object(0, event(0, actor=Actor(type="client", id="")))
 
 
 @pytest.mark.parametrize(
@@ -118,6 +121,6 @@ def test_parse_refuses_extra_or_missing_members() -> None:
 def test_times_are_milliseconds_after_1970_and_must_carry_a_zone() -> None:
     assert leaf.to_ms(datetime(1970, 1, 1, 0, 0, 0, 1999, tzinfo=UTC)) == 1
     with pytest.raises(InvalidEventError):
-        leaf.to_ms(datetime(2026, 1, 1))  # noqa: DTZ001 - the naive time is the point
+        leaf.to_ms(datetime(2026, 1, 1))  # the naive time is the point
     with pytest.raises(InvalidEventError):
         leaf.leaf_object(0, event(0, start_time=datetime(1969, 12, 31, tzinfo=UTC)))

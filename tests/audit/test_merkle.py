@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -53,7 +54,7 @@ def test_roots_of_trees_of_size_1_to_8(size: int) -> None:
 @pytest.mark.parametrize(
     "case", VECTORS["inclusion_proofs"], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}"
 )
-def test_inclusion_proof_vectors(case: dict) -> None:
+def test_inclusion_proof_vectors(case: dict[str, Any]) -> None:
     index, size, expected = case["leaf_index"], case["tree_size"], hexes(case["audit_path"])
     leaves = LEAVES[:size]
     assert merkle.hashes_for(merkle.inclusion_ranges(index, size), oracle(leaves)) == expected
@@ -62,7 +63,7 @@ def test_inclusion_proof_vectors(case: dict) -> None:
 
 
 @pytest.mark.parametrize("case", VECTORS["consistency_proofs"], ids=lambda c: f"{c['first']}-{c['second']}")
-def test_consistency_proof_vectors(case: dict) -> None:
+def test_consistency_proof_vectors(case: dict[str, Any]) -> None:
     first, second, expected = case["first"], case["second"], hexes(case["consistency"])
     assert merkle.hashes_for(merkle.consistency_ranges(first, second), oracle(LEAVES[:second])) == expected
     roots = hexes(VECTORS["roots"])
@@ -91,7 +92,7 @@ def _inclusion_probes(index: int, size: int, leaf: bytes, path: list[bytes], roo
 @pytest.mark.parametrize(
     "case", VECTORS["inclusion_proofs"][1:], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}"
 )
-def test_corrupted_inclusion_proofs_are_refused(case: dict) -> None:
+def test_corrupted_inclusion_proofs_are_refused(case: dict[str, Any]) -> None:
     index, size = case["leaf_index"], case["tree_size"]
     root = bytes.fromhex(VECTORS["roots"][size - 1])
     leaf = merkle.leaf_hash(LEAVES[index])
@@ -103,7 +104,7 @@ def test_corrupted_inclusion_proofs_are_refused(case: dict) -> None:
 @pytest.mark.parametrize(
     "case", VECTORS["consistency_proofs"][1:], ids=lambda c: f"{c['first']}-{c['second']}"
 )
-def test_corrupted_consistency_proofs_are_refused(case: dict) -> None:
+def test_corrupted_consistency_proofs_are_refused(case: dict[str, Any]) -> None:
     first, second, proof = case["first"], case["second"], hexes(case["consistency"])
     roots = hexes(VECTORS["roots"])
     r1, r2 = roots[first - 1], roots[second - 1]
@@ -214,3 +215,28 @@ def test_range_nodes_are_aligned_and_refuse_misaligned_ranges() -> None:
         merkle.range_nodes(1, 5)
     with pytest.raises(ProofError):
         merkle.inclusion_ranges(5, 5)
+
+
+def test_every_size_up_to_3000_against_the_oracle() -> None:
+    """Exhaustive: the incremental root of every tree size, and proofs at both ends and the middle."""
+    size = 3000
+    leaves = [i.to_bytes(4, "big") for i in range(size)]
+    ranges = naive.Ranges(leaves)
+
+    def subtree(node: merkle.NodeId) -> bytes:
+        return ranges.mth(node[1] << node[0], (node[1] + 1) << node[0])
+
+    edge = merkle.CompactRange()
+    for n in range(1, size + 1):
+        edge.append(merkle.leaf_hash(leaves[n - 1]))
+        root = ranges.mth(0, n)
+        assert edge.root() == root, n
+        for m in {0, n // 2, n - 1}:
+            path = merkle.hashes_for(merkle.inclusion_ranges(m, n), subtree)
+            assert path == ranges.path(m, 0, n), (m, n)
+            merkle.verify_inclusion(m, n, merkle.leaf_hash(leaves[m]), path, root)
+        for first in {1, n // 3, n - 1}:
+            proof = merkle.hashes_for(merkle.consistency_ranges(first, n), subtree)
+            assert proof == ranges.proof(first, n), (first, n)
+            if 0 < first < n:
+                merkle.verify_consistency(first, n, ranges.mth(0, first), root, proof)

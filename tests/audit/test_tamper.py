@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from audit import leaf, merkle, services
 from audit.checkpoints import CheckpointVerifier, Ed25519CheckpointSigner
 from audit.verify import VerifyResult, verify_log
 from kluis.db import Database
-from tests.audit.factories import CHECKPOINT_SIZES, TENANT, build_log, drop_triggers, event
+from tests.audit.factories import CHECKPOINT_SIZES, TENANT, build_log, drop_triggers, event, forged_signature
 
 Tamper = Callable[[Connection], Any]
 SIZE = 13
@@ -49,6 +50,15 @@ def one(conn: Connection, sql: str, **params: Any) -> Any:
 
 def run(conn: Connection, sql: str, **params: Any) -> None:
     conn.execute(text(sql), {"t": TENANT, **params})
+
+
+def sql(statement: str, **params: Any) -> Tamper:
+    """A tamper that runs one statement."""
+
+    def tamper(conn: Connection) -> None:
+        run(conn, statement, **params)
+
+    return tamper
 
 
 def flip(value: bytes, position: int) -> bytes:
@@ -110,8 +120,8 @@ def test_every_search_column_and_the_leaf_hash_are_covered(
         plans = {seq: _column_changes(session.connection(), seq) for seq in (0, 6, 12)}
     for seq, changes in plans.items():
         for column, value in changes:
-            tamper = lambda conn, c=column, v=value, s=seq: run(  # noqa: E731
-                conn, f"UPDATE audit_entry SET {c} = :v WHERE tenant_id = :t AND seq = :s", v=v, s=s
+            tamper = sql(
+                f"UPDATE audit_entry SET {column} = :v WHERE tenant_id = :t AND seq = :s", v=value, s=seq
             )
             check(verified(log, verifier, tamper), "altered", "entry", seq)
 
@@ -137,14 +147,12 @@ def test_every_stored_node_is_checked(log: Database, verifier: CheckpointVerifie
             )
 
         for byte in (0, 17, 31):
-            check(
-                verified(log, verifier, lambda conn, b=byte: change(conn, b)), "altered", "node", idx << level
-            )
-        delete = lambda conn, w=where: conn.execute(  # noqa: E731
-            text("DELETE FROM audit_node WHERE tenant_id = :t AND level = :l AND idx = :i"), w
+            check(verified(log, verifier, partial(change, byte=byte)), "altered", "node", idx << level)
+        delete = sql(
+            "DELETE FROM audit_node WHERE tenant_id = :t AND level = :l AND idx = :i", l=level, i=idx
         )
         check(verified(log, verifier, delete), "missing", "node", idx << level)
-    extra = lambda conn: run(conn, "INSERT INTO audit_node VALUES (:t, 9, 0, :h)", h=b"\x00" * 32)  # noqa: E731
+    extra = sql("INSERT INTO audit_node VALUES (:t, 9, 0, :h)", h=b"\x00" * 32)
     check(verified(log, verifier, extra), "altered", "node", None)
 
 
@@ -163,8 +171,10 @@ def test_every_checkpoint_byte_and_column_is_checked(log: Database, verifier: Ch
         for position in sorted(positions):
             replacement = "B" if jws[position] != "B" else "C"
             forged = jws[:position] + replacement + jws[position + 1 :]
-            tamper = lambda conn, f=forged, n=size: run(  # noqa: E731
-                conn, "UPDATE audit_checkpoint SET jws = :j WHERE tenant_id = :t AND tree_size = :n", j=f, n=n
+            tamper = sql(
+                "UPDATE audit_checkpoint SET jws = :j WHERE tenant_id = :t AND tree_size = :n",
+                j=forged,
+                n=size,
             )
             check(verified(log, verifier, tamper), "bad_signature", "checkpoint", None, size)
         for column, expression in (
@@ -172,16 +182,14 @@ def test_every_checkpoint_byte_and_column_is_checked(log: Database, verifier: Ch
             ("timestamp_ms", "timestamp_ms + 1"),
             ("kid", "'checkpoint-other'"),
         ):
-            tamper = lambda conn, c=column, e=expression, n=size: run(  # noqa: E731
-                conn,
-                f"UPDATE audit_checkpoint SET {c} = {e} WHERE tenant_id = :t AND tree_size = :n",
+            tamper = sql(
+                f"UPDATE audit_checkpoint SET {column} = {expression} "
+                "WHERE tenant_id = :t AND tree_size = :n",
                 h=merkle.leaf_hash(b"forged"),
-                n=n,
+                n=size,
             )
             check(verified(log, verifier, tamper), "altered", "checkpoint", None, size)
-    moved = lambda conn: run(
-        conn, "UPDATE audit_checkpoint SET tree_size = 6 WHERE tenant_id = :t AND tree_size = 5"
-    )  # noqa: E731
+    moved = sql("UPDATE audit_checkpoint SET tree_size = 6 WHERE tenant_id = :t AND tree_size = 5")
     check(verified(log, verifier, moved), "altered", "checkpoint", None, 6)
 
 
@@ -305,7 +313,8 @@ def _rewrite_consistently(conn: Connection, seq: int) -> None:
     assignments = ", ".join(f"{c} = :{c}" for c in columns)
     run(
         conn,
-        f"UPDATE audit_entry SET leaf_bytes = :b, leaf_hash = :h, {assignments} WHERE tenant_id = :t AND seq = :s",
+        f"UPDATE audit_entry SET leaf_bytes = :b, leaf_hash = :h, {assignments} "
+        "WHERE tenant_id = :t AND seq = :s",
         b=forged,
         h=merkle.leaf_hash(forged),
         s=seq,
@@ -356,5 +365,5 @@ def test_witnessed_checkpoints_catch_what_the_database_no_longer_shows(
         11,
         13,
     )
-    result = verified(log, verifier, witnessed=[latest.jws[:-2] + "AA"])
+    result = verified(log, verifier, witnessed=[forged_signature(latest.jws)])
     check(result, "bad_signature", "checkpoint", None)
