@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     consent_request_lifetime_seconds: int = Field(default=3600, ge=60)
     poll_interval_seconds: int = Field(default=2, ge=1)
     max_body_bytes: int = 256 * 1024
-    rate_limit_per_minute: int = 6000
+    rate_limit_per_minute: int = 6000  # per department client, on the data API
+    # Shared store for rate-limit counters of several nodes (e.g. redis://127.0.0.1:6379/0).
+    redis_url: str | None = None
     # How often each node signs audit checkpoints for logs that grew (0: only on demand).
     checkpoint_interval_seconds: float = Field(default=5.0, ge=0)
     # The resident portal (kluis/web). One portal serves one municipality: its slug, or the only one.

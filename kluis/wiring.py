@@ -20,6 +20,7 @@ from consent.purposes import PurposeService
 from consent.requests import ConsentService
 from consent.schemas import OAuthConfig
 from consent.services import DepartmentService, build_consent
+from kluis.api.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter
 from kluis.hotpath import LeanReads
@@ -66,6 +67,15 @@ class Services:
     _audit_writer: AuditGroupCommitter | None = None
     _connectors: Connectors | None = None
     _lean: LeanReads | None = None
+    _rate_limiter: RateLimiter | None = None
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """Per-client request counters: in this process, or shared between nodes through Redis."""
+        if self._rate_limiter is None:
+            url = self.settings.redis_url
+            self._rate_limiter = RedisRateLimiter(url) if url else MemoryRateLimiter()
+        return self._rate_limiter
 
     @property
     def lean(self) -> LeanReads:

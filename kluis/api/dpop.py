@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from consent.dpop import MAX_AGE_SECONDS, verify_proof
 from consent.errors import InvalidDpopProofError
@@ -29,6 +30,11 @@ def request_url(request: Request, public_base: str) -> str:
 
 
 async def checked_grant(grant: GrantDep, request: Request, services: ServicesDep, now: NowDep) -> AccessGrant:
+    wait = services.rate_limiter.hit(
+        f"client:{grant.client_id}", services.settings.rate_limit_per_minute, now.timestamp()
+    )
+    if wait is not None:
+        raise RateLimitedError(wait)
     if grant.dpop_jkt is None:
         return grant  # the common case: no thread hop, no database
     return await run_in_threadpool(_check_proof, grant, request, services, now)
@@ -62,6 +68,17 @@ def _check_proof(grant: AccessGrant, request: Request, services: Services, now: 
         except IntegrityError as exc:  # the same proof, at the same moment, on another node
             raise InvalidDpopProofError("dpop_proof_replayed") from exc
     return grant
+
+
+class RateLimitedError(HTTPException):
+    """429 with Retry-After; an HTTPException so the problem handler renders it as problem+json."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            429,
+            "the rate limit of this client is reached; retry later",
+            headers={"Retry-After": str(int(retry_after))},
+        )
 
 
 CheckedGrantDep = Annotated[AccessGrant, Depends(checked_grant)]

@@ -316,3 +316,17 @@ def test_the_audit_log_of_every_tenant_still_verifies(setup: Setup) -> None:
         for tenant_id in setup.tenants.values():
             result = verify_log(s, tenant_id, verifier)
             assert result.ok, result.to_json()
+
+
+def test_a_client_over_its_rate_limit_gets_429_with_retry_after(setup: Setup) -> None:
+    token = token_for(setup, "api-b", "inkomen", BSN_C, ["inkomen"])
+    settings = setup.kluis.settings
+    before = settings.rate_limit_per_minute
+    settings.rate_limit_per_minute = 2
+    try:
+        answers = [get(setup, token, "/api/v1/records/inkomen") for _ in range(4)]
+    finally:
+        settings.rate_limit_per_minute = before
+    assert answers[-1].status_code == 429
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    refused(answers[-1], 429)
