@@ -232,6 +232,9 @@ def serve(
         problems = all_problems(svc) if svc.settings.is_production else []
     if problems:
         fail("refusing to start in production: " + "; ".join(problems))
+    from kluis.observability import configure_logging
+
+    configure_logging("INFO")  # JSON lines with request and trace ids, never personal data
     uvicorn.run(
         "kluis.app:create_app",
         factory=True,
@@ -239,6 +242,8 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
+        log_config=None,  # keep our JSON formatter instead of uvicorn's own
+        access_log=False,  # access logs would carry paths; requests are counted in /metrics instead
         proxy_headers=True,
         timeout_graceful_shutdown=20,
     )
