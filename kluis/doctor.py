@@ -4,11 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
+
+from consent.models import Client
 from kluis.settings import Settings
 from kluis.wiring import Services
 
-# Other parts of the shell register checks that need their own tables (e.g. client secrets).
-EXTRA_CHECKS: list[Callable[[Services], list[str]]] = []
+
+def secret_clients(services: Services) -> list[str]:
+    """Production refuses client_secret clients unless explicitly allowed (private_key_jwt instead)."""
+    settings = services.settings
+    if not settings.is_production or settings.allow_client_secret_in_production:
+        return []
+    try:
+        with services.db.read_session() as session:
+            count = session.exec(
+                select(func.count()).select_from(Client).where(col(Client.auth_method) != "private_key_jwt")
+            ).one()
+    except SQLAlchemyError:
+        return ["the database cannot be read (run `kluis init`, check KLUIS_DATABASE_URL)"]
+    if count:
+        return [
+            f"{count} department client(s) authenticate with a client secret; re-register them with "
+            "--jwks (private_key_jwt) or set KLUIS_ALLOW_CLIENT_SECRET_IN_PRODUCTION=true"
+        ]
+    return []
+
+
+# Checks that need the database; others can be appended by other parts of the shell.
+EXTRA_CHECKS: list[Callable[[Services], list[str]]] = [secret_clients]
 
 
 def settings_problems(settings: Settings) -> list[str]:
