@@ -30,7 +30,7 @@ from kluis.settings import Settings
 from kluis.web.i18n import TIMEZONE
 from kluis.wiring import Services, build_services, initialise, utcnow
 from tests.e2e.conftest import development_settings, free_port, live_server
-from tests.portal.conftest import PkceEnforcingProvider, browser, csrf_of  # noqa: F401 - fixtures
+from tests.portal.conftest import PkceEnforcingProvider, csrf_of
 from vault.models import Tenant
 from vault.services import Context
 
