@@ -254,6 +254,3 @@ class CompactRange:
 
     def root(self) -> bytes:
         return fold(self.hashes)
-
-    def copy(self) -> CompactRange:
-        return CompactRange(self.size, self.hashes)
