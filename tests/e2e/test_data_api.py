@@ -330,3 +330,30 @@ def test_a_client_over_its_rate_limit_gets_429_with_retry_after(setup: Setup) ->
     assert answers[-1].status_code == 429
     assert int(answers[-1].headers["retry-after"]) >= 1
     refused(answers[-1], 429)
+
+
+def test_request_limits_answer_problems_and_write_nothing(setup: Setup) -> None:
+    token = token_for(
+        setup,
+        "api-a",
+        "jeugdzorg",
+        BSN_B,
+        ["jeugdzorg.dossier"],
+        purpose="jeugdhulp",
+        allow_write=["jeugdzorg.dossier"],
+    )
+    url = setup.kluis.base_url + "/api/v1/records/jeugdzorg.dossier"
+    auth = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+    deep = "[" * 100 + "]" * 100
+    body = refused(httpx.put(url, headers=auth, content='{"status": "aangemeld", "x": ' + deep + "}"), 400)
+    assert "nested" in body["detail"]
+    big = (
+        '{"status": "aangemeld", "samenvatting": "' + "x" * (setup.kluis.settings.max_body_bytes + 10) + '"}'
+    )
+    refused(httpx.put(url, headers=auth, content=big), 413)
+    refused(httpx.get(url, headers={**auth, "x-padding": "y" * 20_000}), 431)
+    listed = httpx.get(
+        setup.kluis.base_url + "/api/v1/records/jeugdzorg.dossier/versions",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert listed.status_code == 404  # nothing was written by the refused requests
