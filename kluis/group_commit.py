@@ -52,9 +52,6 @@ class AuditGroupCommitter:
         """Append ``event`` and wait until it is durable. Raises if the batch failed."""
         return await asyncio.wrap_future(self.submit(event))
 
-    def append_blocking(self, event: AuditEvent) -> int:
-        return self.submit(event).result()
-
     def close(self) -> None:
         if self._thread is not None:
             self._queue.put(_STOP)

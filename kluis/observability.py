@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 current_request_id: ContextVar[str] = ContextVar("kluis_request_id", default="")
@@ -35,16 +35,6 @@ class Metrics:
             ["method", "route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
-        )
-        self.audit_appends = Counter("kluis_audit_appends", "Audit entries appended", registry=self.registry)
-        self.verification_ok = Gauge(
-            "kluis_audit_verification_ok",
-            "1 when the last audit verification passed, 0 when it failed",
-            ["tenant_slug"],
-            registry=self.registry,
-        )
-        self.active_grants = Gauge(
-            "kluis_active_grants", "Grants in force", ["tenant_slug"], registry=self.registry
         )
 
 

@@ -7,7 +7,7 @@ nothing here runs at import time.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,6 @@ class Services:
     oauth: OAuthServer  # the authorization server (.tokens, .guard for bearer tokens, .config)
     clients: ClientService
     purposes: PurposeService
-    extras: dict[str, object] = field(default_factory=dict)
     _audit_writer: AuditGroupCommitter | None = None
     _connectors: Connectors | None = None
     _lean: LeanReads | None = None

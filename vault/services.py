@@ -364,6 +364,12 @@ class VaultService:
         grant: AccessGrant | None = None,
         event_name: str = tags.RECORD_WRITTEN,
     ) -> RecordSummary:
+        # The caller's Resident may be stale: re-read it under a row lock (SQLite: the write unit of
+        # work already holds the database lock) so a record never lands after an erasure.
+        locked = session.exec(select(Resident).where(Resident.id == resident.id).with_for_update()).one()
+        if locked.erased_at is not None:
+            raise ResidentErasedError
+        resident = locked
         category = self.category(session, resident.tenant_id, category_code)
         document = self.validate(category, data)
         plaintext = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

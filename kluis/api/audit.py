@@ -25,7 +25,7 @@ from audit.schemas import Actor, AuditEvent, AuditQuery, Checkpoint, LogEntry
 from consent.errors import InvalidTokenError
 from kluis.api.auth import PrivacyOfficerDep, ResidentDep, bearer_token
 from kluis.api.deps import MAX_INDEX, IsoDateTime, NowDep, ServicesDep, TraceDep
-from kluis.wiring import Services
+from kluis.wiring import Services, signer_from
 from vault.errors import InvalidBsnError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -90,15 +90,11 @@ def latest_checkpoint(services: Services, tenant_id: str, now: datetime) -> Chec
     if latest is not None and latest.tree_size == head.tree_size:
         return latest
     with services.db.session() as session:
-        signed = audit_log.sign_checkpoint(session, tenant_id, _signer(services, session, now), now)
+        signed = audit_log.sign_checkpoint(
+            session, tenant_id, signer_from(services.signing, session, now), now
+        )
         session.commit()
     return signed
-
-
-def _signer(services: Services, session: Any, now: datetime) -> Any:
-    from kluis.wiring import signer_from
-
-    return signer_from(services.signing, session, now)
 
 
 @router.get(

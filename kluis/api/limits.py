@@ -38,7 +38,3 @@ class JsonDepthScanner:
                 depth -= 1
         self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
         return deepest
-
-
-def json_depth(body: bytes) -> int:
-    return JsonDepthScanner().feed(body)

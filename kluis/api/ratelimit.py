@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict
 from typing import Protocol
 
@@ -62,7 +61,3 @@ class RedisRateLimiter:
         if count > limit:
             return max(1.0, math.ceil(60 - now % 60))
         return None
-
-
-def monotonic_now() -> float:
-    return time.time()

@@ -261,3 +261,14 @@ def test_schema_matches_the_models(db: Database) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     relevant = [d for d in diff if not (isinstance(d, tuple) and d[0] in {"remove_index", "add_index"})]
     assert relevant == []
+
+
+def test_a_stale_resident_object_cannot_write_after_erasure(db, vault, tenant, ctx):
+    with db.session() as s:
+        stale = vault.add_resident(s, ctx(), tenant, BSN_A)
+    with db.session() as s:
+        vault.erase_resident(s, ctx(), vault.resident(s, tenant.id, stale.id))
+    assert stale.erased_at is None  # the caller's copy still looks alive
+    with db.session() as s, pytest.raises(ResidentErasedError):
+        vault.put_record(s, ctx(), stale, "inkomen", INCOME, source="x")
+    assert count(db, "record") == 0
