@@ -1,10 +1,11 @@
 """The vault's own JWTs: access tokens (RFC 9068, ``at+jwt``) and resident / privacy-officer tokens.
 
-Signing and verification use jwcrypto with the vault's ES256 keys (``vault.signing``). Every
-verification pins everything: the token size, the header members (``alg``, ``kid``, ``typ`` and
-nothing else, so no ``jwk``/``jku``/``x5u``/``x5c``/``crit``), the algorithm (ES256 only: never
-``none``, never HMAC), the key (by ``kid``, from the database), the type, issuer, audience and
-times. Every failure is one ``InvalidTokenError`` with a reason code for the audit log.
+Signing goes through ``vault.signing`` (jwcrypto, or the HSM when the keys live there);
+verification uses jwcrypto with the vault's ES256 public keys and pins everything: the token size,
+the header members (``alg``, ``kid``, ``typ`` and nothing else, so no ``jwk``/``jku``/``x5u``/
+``x5c``/``crit``), the algorithm (ES256 only: never ``none``, never HMAC), the key (by ``kid``, from
+the database), the type, issuer, audience and times. Every failure is one ``InvalidTokenError``
+with a reason code for the audit log.
 
 Verifying with jwcrypto costs ~0.3 ms, so verified access-token claims are cached, keyed by the
 token's SHA-256, until the token's ``exp``; the *grant* is still checked in the database on every
@@ -26,8 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from jwcrypto import jwk, jws
-from jwcrypto import jwt as jwcrypto_jwt
-from jwcrypto.common import JWException
+from jwcrypto.common import JWException, json_encode
 from sqlmodel import Session, col, select
 
 from consent.errors import InvalidTokenError
@@ -157,10 +157,9 @@ class TokenService:
     def sign(self, session: Session, claims: Mapping[str, Any], typ: str, now: datetime) -> str:
         # Never ``ensure`` here: it commits, and the caller's transaction must commit as one.
         row = self.signing.active(session, "token") or self.signing.create(session, "token", now)
-        key = self.signing.private_key(row)
-        token = jwcrypto_jwt.JWT(header={"alg": ALG, "typ": typ, "kid": row.kid}, claims=dict(claims))
-        token.make_signed_token(key)
-        return str(token.serialize())
+        # The JSON jwcrypto's JWT would write (sorted keys, no spaces); the key may live in an HSM.
+        header = json_encode({"alg": ALG, "typ": typ, "kid": row.kid})
+        return self.signing.sign_jws(row, header, json_encode(dict(claims)).encode())
 
     def issue_user_token(
         self,

@@ -12,23 +12,32 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from audit import services as audit_log
+from audit.errors import CheckpointRefusedError, LogStateError
 from kluis.api import openapi, problems
 from kluis.api.middleware import KluisMiddleware
-from kluis.observability import Metrics, MetricsMiddleware
+from kluis.observability import MetricsMiddleware
 from kluis.settings import Settings
-from kluis.wiring import Services, build_services, signer_from, utcnow
+from kluis.wiring import Services, build_services, sign_checkpoint_audited, utcnow
 
 OPENAPI_URL = "/api/v1/openapi.json"
 log = logging.getLogger("kluis.app")
 
 
 def sign_pending(services: Services) -> int:
-    """Sign a checkpoint for every tenant whose log grew; returns how many were signed."""
-    with services.db.session() as session:
-        now = utcnow()
-        signed = audit_log.sign_pending_checkpoints(session, signer_from(services.signing, session, now), now)
-        session.commit()
-    return len(signed)
+    """Sign a checkpoint (with its audit entry) for every tenant whose log grew; returns how many
+    were signed. Each tenant in its own transaction: a log that cannot be signed is logged (and
+    shown on ``/metrics``) and does not hold up the others."""
+    with services.db.read_session() as session:
+        tenants = audit_log.pending_checkpoints(session)
+    signed = 0
+    for tenant_id in tenants:
+        try:
+            _, new = sign_checkpoint_audited(services, tenant_id, utcnow(), trigger="schedule")
+        except (CheckpointRefusedError, LogStateError) as exc:
+            log.warning("checkpoint of tenant %s refused: %s", tenant_id, type(exc).__name__)
+            continue
+        signed += new
+    return signed
 
 
 async def sign_checkpoints_periodically(services: Services) -> None:
@@ -86,7 +95,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     web.install(app, services)
     console.install(app, services)
-    app.state.metrics = Metrics()
+    app.state.metrics = services.metrics
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(
         KluisMiddleware,

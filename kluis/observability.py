@@ -1,30 +1,136 @@
 """Operations: Prometheus metrics and structured JSON logs, both free of personal data.
 
-Metric labels are route *templates* (``/api/v1/records/{category}``), methods and status codes —
-never a path with values in it, never a client or resident id. Log records carry the request id and
-trace id; messages are written so they never need a BSN or a name.
+Metric labels are route *templates* (``/api/v1/records/{category}``), methods and status codes,
+tenant ids (a municipality's opaque id), audit event tags from ``audit.tags``, outcome codes and
+grant states — never a path with values in it, never a client, resident, BSN, name or pseudonym.
+Log records carry the request id and trace id; messages are written so they never need a BSN or a
+name.
+
+What feeds what (see docs/operations.md):
+
+* HTTP requests and latency: ``MetricsMiddleware``, per request.
+* ``kluis_audit_appends_total``: the group committer (``kluis.group_commit``), once per committed
+  batch — the department read hot path of this process.
+* ``kluis_audit_verification_*{check="checkpoint"}``: every checkpoint signing in this process
+  (``kluis.wiring.sign_checkpoint_audited``: the periodic signer and on-demand signing).
+* At scrape time, from the database (``StoreQueries``, three small queries): committed log sizes,
+  the latest full verification of each log (any node) and the grants per state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import and_, case, func, select
+from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from audit import tags
+from audit.models import STATE
+from audit.schemas import AuditEvent
+from consent.models import Grant
+from kluis.db import Database
 
 current_request_id: ContextVar[str] = ContextVar("kluis_request_id", default="")
 current_trace_id: ContextVar[str] = ContextVar("kluis_trace_id", default="")
+log = logging.getLogger("kluis.metrics")
+
+#: The audit event tags a label may carry; anything else is counted as "other".
+KNOWN_TAGS = frozenset(
+    value for name, value in vars(tags).items() if name.isupper() and isinstance(value, str)
+)
+GRANT_STATES = ("active", "revoked", "expired")
+
+
+def event_label(event: AuditEvent) -> tuple[str, str, str]:
+    """The labels an audit entry is counted under: tenant id, tag, outcome (``allow``/``deny`` for
+    access decisions, else ``ok``/``error``). Never the data subject, actor or anything personal."""
+    return (
+        event.tenant,
+        event.name if event.name in KNOWN_TAGS else "other",
+        event.decision or event.status,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    """What the database says at scrape time."""
+
+    log_sizes: dict[str, int] = field(default_factory=dict)  # tenant -> committed entries
+    verifications: dict[str, tuple[bool, float]] = field(default_factory=dict)  # tenant -> (ok, when)
+    grants: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, state) -> count
+
+
+class StoreQueries:
+    """The scrape-time queries, on the read engine: one row per tenant, or a small aggregate."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.clock = clock
+
+    def figures(self) -> StoreFigures:
+        from kluis.console.models import ConsoleVerification  # the console imports the wiring
+
+        now = self.clock()
+        state = case(
+            (col(Grant.revoked_at).is_not(None), "revoked"),
+            (col(Grant.valid_until) <= now, "expired"),
+            else_="active",
+        )
+        graded = select(col(Grant.tenant_id).label("tenant_id"), state.label("state")).subquery()
+        verified = col(ConsoleVerification.started_at)
+        latest = (
+            select(col(ConsoleVerification.tenant_id).label("tenant_id"), func.max(verified).label("at"))
+            .group_by(col(ConsoleVerification.tenant_id))
+            .subquery()
+        )
+        figures = StoreFigures()
+        with self.db.read_session() as session:
+            for tenant_id, size in session.execute(select(STATE.c.tenant_id, STATE.c.size)):
+                figures.log_sizes[tenant_id] = int(size)
+            for tenant_id, ok, finished in session.execute(
+                select(
+                    col(ConsoleVerification.tenant_id),
+                    col(ConsoleVerification.ok),
+                    col(ConsoleVerification.finished_at),
+                ).join(
+                    latest,
+                    and_(col(ConsoleVerification.tenant_id) == latest.c.tenant_id, verified == latest.c.at),
+                )
+            ):
+                # Two runs that started at the same moment: a failure wins.
+                earlier = figures.verifications.get(tenant_id)
+                passed = bool(ok) and (earlier is None or earlier[0])
+                figures.verifications[tenant_id] = (passed, _epoch(finished))
+            for tenant_id, grant_state, count in session.execute(
+                select(graded.c.tenant_id, graded.c.state, func.count()).group_by(
+                    graded.c.tenant_id, graded.c.state
+                )
+            ):
+                figures.grants[(tenant_id, grant_state)] = int(count)
+        return figures
+
+
+def _epoch(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class Metrics:
     """The process's metrics, on their own registry (several apps in one test process stay apart)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: StoreQueries | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "kluis_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
@@ -36,6 +142,101 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        self.audit_appends = Counter(
+            "kluis_audit_appends",
+            "Audit entries committed by this process's group committer (department record reads)",
+            ["tenant", "event", "outcome"],
+            registry=self.registry,
+        )
+        self._store = store
+        self._checks: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._checks_lock = threading.Lock()
+        self.registry.register(_StateCollector(self))
+
+    def audit_committed(self, events: Sequence[AuditEvent]) -> None:
+        """Count one committed batch (called by the group committer, once per batch)."""
+        for labels, count in Tally(event_label(e) for e in events).items():
+            self.audit_appends.labels(*labels).inc(count)
+
+    def checked(self, tenant_id: str, check: str, *, ok: bool, at: datetime) -> None:
+        """Keep the result of an integrity check of a tenant's log done in this process."""
+        with self._checks_lock:
+            self._checks[(tenant_id, check)] = (ok, at.timestamp())
+
+    def checks(self) -> dict[tuple[str, str], tuple[bool, float]]:
+        with self._checks_lock:
+            return dict(self._checks)
+
+    @property
+    def has_store(self) -> bool:
+        return self._store is not None
+
+    def store_figures(self) -> StoreFigures | None:
+        """The database's figures, or None when there is no store or it does not answer."""
+        if self._store is None:
+            return None
+        try:
+            return self._store.figures()
+        except Exception as exc:  # noqa: BLE001 - /metrics must answer while the database does not
+            log.warning("metrics: the database did not answer: %s", type(exc).__name__)
+            return None
+
+
+class _StateCollector(Collector):
+    """Gauges and counters computed at scrape time: the in-process checks and the database figures."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        ok = GaugeMetricFamily(
+            "kluis_audit_verification_ok",
+            "1 if the latest integrity check of the tenant's audit log passed, 0 if it found damage "
+            '(check="checkpoint": the last checkpoint signing in this process; check="full": the '
+            "latest full verification stored by any node)",
+            labels=["tenant", "check"],
+        )
+        when = GaugeMetricFamily(
+            "kluis_audit_verification_timestamp_seconds",
+            "When that check finished (Unix time)",
+            labels=["tenant", "check"],
+        )
+        checks = self.metrics.checks()
+        figures = self.metrics.store_figures()
+        if figures is not None:
+            checks.update({(tenant, "full"): result for tenant, result in figures.verifications.items()})
+        for (tenant, check), (passed, at) in sorted(checks.items()):
+            ok.add_metric([tenant, check], 1.0 if passed else 0.0)
+            when.add_metric([tenant, check], at)
+        yield ok
+        yield when
+        if not self.metrics.has_store:
+            return
+        up = GaugeMetricFamily(
+            "kluis_metrics_store_up", "1 if the database answered this scrape's queries, else 0"
+        )
+        up.add_metric([], 0.0 if figures is None else 1.0)
+        yield up
+        if figures is None:
+            return
+        entries = CounterMetricFamily(
+            "kluis_audit_log_entries",
+            "Entries committed to the tenant's audit log, by any process (the log's size)",
+            labels=["tenant"],
+        )
+        for tenant, size in sorted(figures.log_sizes.items()):
+            entries.add_metric([tenant], float(size))
+        yield entries
+        grants = GaugeMetricFamily(
+            "kluis_consent_grants",
+            "Consent grants by state (active, revoked, expired)",
+            labels=["tenant", "state"],
+        )
+        tenants = sorted(set(figures.log_sizes) | {tenant for tenant, _ in figures.grants})
+        for tenant in tenants:
+            for grant_state in GRANT_STATES:
+                grants.add_metric([tenant, grant_state], float(figures.grants.get((tenant, grant_state), 0)))
+        yield grants
 
 
 def route_template(scope: Scope) -> str:

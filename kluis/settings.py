@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
     pkcs11_token_label: str = "kluis"  # noqa: S105 - a token label, not a secret
     pkcs11_pin: SecretStr | None = None
+    # With the PKCS#11 provider: generate new token and checkpoint signing keys inside the HSM and sign
+    # there (docs/keys.md). Off: they are generated in software and stored wrapped by the system KEK.
+    pkcs11_signing_keys: bool = False
     # FULL makes every commit survive power loss; the hot path groups commits to pay for it once.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     allow_sqlite_in_production: bool = False

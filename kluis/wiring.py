@@ -7,13 +7,18 @@ nothing here runs at import time.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
-from audit.checkpoints import Ed25519CheckpointSigner
+from audit import services as audit_log
+from audit import tags
+from audit.checkpoints import TYP as CHECKPOINT_TYP
+from audit.checkpoints import CheckpointSigner
+from audit.errors import CheckpointRefusedError, LogStateError
+from audit.schemas import Actor, AuditEvent, Checkpoint, TraceContext
 from consent.clients import ClientService
 from consent.oauth import OAuthServer
 from consent.purposes import PurposeService
@@ -24,9 +29,11 @@ from kluis.api.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter
 from kluis.hotpath import LeanReads
+from kluis.observability import Metrics, StoreQueries
 from kluis.settings import Settings
 from vault.errors import KeyProviderError
 from vault.keys import FileKeyProvider, KeyProvider
+from vault.models import SigningKey
 from vault.services import VaultService
 from vault.signing import SigningKeyService
 
@@ -51,6 +58,17 @@ def build_key_provider(settings: Settings) -> KeyProvider:
     return FileKeyProvider(settings.resolved_key_file)
 
 
+def build_signing(settings: Settings, keys: KeyProvider) -> SigningKeyService:
+    """The signing keys: wrapped in the database, or (``KLUIS_PKCS11_SIGNING_KEYS``) in the HSM."""
+    if not settings.pkcs11_signing_keys:
+        return SigningKeyService(keys)
+    from vault.keys_pkcs11 import Pkcs11KeyProvider
+
+    if not isinstance(keys, Pkcs11KeyProvider):
+        raise KeyProviderError("KLUIS_PKCS11_SIGNING_KEYS=true needs KLUIS_KEY_PROVIDER=pkcs11")
+    return SigningKeyService(keys, store=keys)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -63,6 +81,7 @@ class Services:
     oauth: OAuthServer  # the authorization server (.tokens, .guard for bearer tokens, .config)
     clients: ClientService
     purposes: PurposeService
+    metrics: Metrics = field(default_factory=Metrics)  # /metrics of every app on these services
     _audit_writer: AuditGroupCommitter | None = None
     _connectors: Connectors | None = None
     _lean: LeanReads | None = None
@@ -87,7 +106,7 @@ class Services:
     def audit_writer(self) -> AuditGroupCommitter:
         """The group committer of audit entries for the read hot path (started on first use)."""
         if self._audit_writer is None:
-            self._audit_writer = AuditGroupCommitter(self.db)
+            self._audit_writer = AuditGroupCommitter(self.db, on_commit=self.metrics.audit_committed)
         return self._audit_writer
 
     @property
@@ -114,7 +133,7 @@ def build_services(settings: Settings) -> Services:
     keys = build_key_provider(settings)
     vault = VaultService(keys)
     departments = DepartmentService(vault)
-    signing = SigningKeyService(keys)
+    signing = build_signing(settings, keys)
     consent = build_consent(
         vault, signing, oauth_config(settings), departments=departments, jwks_fetcher=fetch_jwks
     )
@@ -129,6 +148,7 @@ def build_services(settings: Settings) -> Services:
         oauth=consent.oauth,
         clients=consent.clients,
         purposes=consent.purposes,
+        metrics=Metrics(StoreQueries(db, utcnow)),
     )
 
 
@@ -175,12 +195,91 @@ def initialise(services: Services) -> None:
         services.signing.ensure(session, "checkpoint", now)
 
 
-def signer_from(signing: SigningKeyService, session: Session, now: datetime) -> Ed25519CheckpointSigner:
-    """The active checkpoint key (Ed25519, created on first use) as an audit checkpoint signer."""
-    row = signing.ensure(session, "checkpoint", now)
-    return Ed25519CheckpointSigner(signing.private_key(row))
+class StoredKeyCheckpointSigner:
+    """A ``CheckpointSigner`` over a checkpoint key of the ``SigningKeyService`` (wrapped in the
+    database or inside the HSM): the exact header of ``audit.checkpoints``, signed by the key."""
+
+    def __init__(self, signing: SigningKeyService, row: SigningKey) -> None:
+        if row.alg != "EdDSA":
+            raise ValueError("checkpoints are signed with an Ed25519 key")
+        self._signing = signing
+        self._row = row
+        self._header = json.dumps(
+            {"alg": "EdDSA", "kid": row.kid, "typ": CHECKPOINT_TYP}, separators=(",", ":")
+        )
+
+    @property
+    def kid(self) -> str:
+        return self._row.kid
+
+    def sign(self, payload: bytes) -> str:
+        return self._signing.sign_jws(self._row, self._header, payload)
 
 
-def checkpoint_signer(settings: Settings, session: Session) -> Ed25519CheckpointSigner:
+def signer_from(signing: SigningKeyService, session: Session, now: datetime) -> CheckpointSigner:
+    """The active checkpoint key (Ed25519, created and committed on first use) as a signer."""
+    return StoredKeyCheckpointSigner(signing, signing.ensure(session, "checkpoint", now))
+
+
+def checkpoint_signer(settings: Settings, session: Session) -> CheckpointSigner:
     """For the CLI: the checkpoint signer of the deployment described by ``settings``."""
-    return signer_from(SigningKeyService(build_key_provider(settings)), session, utcnow())
+    return signer_from(build_signing(settings, build_key_provider(settings)), session, utcnow())
+
+
+CHECKPOINT_SIGNER = Actor(type="system", id="kluis:checkpoint-signer")
+
+
+def sign_checkpoint_audited(
+    services: Services,
+    tenant_id: str,
+    now: datetime,
+    *,
+    trigger: str,
+    trace: TraceContext | None = None,
+) -> tuple[Checkpoint, bool]:
+    """The tenant's latest checkpoint, newly signed if the log grew past it; and whether it is new.
+
+    A new checkpoint is an audit entry (``audit:checkpoint:signed``, details: the key and the
+    ``trigger``) in the transaction that stores it. The entry is appended *first* and the new
+    checkpoint covers it — its tree size is the entry's sequence number + 1 — so signing never
+    leaves the log longer than its newest checkpoint: the periodic signer does not find its own
+    entry next time (no signing loop), and an on-demand request sees an up-to-date checkpoint.
+    Nothing new in the log: no entry, no signature. The append takes the log's lock, so two nodes
+    signing at once agree: the second finds the first's checkpoint and rolls its entry back.
+
+    Raises ``CheckpointRefusedError`` / ``LogStateError`` (``audit.services.sign_checkpoint``) when
+    the log is no consistent extension of its latest checkpoint; either way the outcome is kept for
+    ``/metrics`` (``kluis_audit_verification_ok{check="checkpoint"}``).
+    """
+    with services.db.read_session() as session:
+        latest = audit_log.latest_checkpoint(session, tenant_id)
+        head = audit_log.log_head(session, tenant_id)
+    if latest is not None and (latest.tree_size, latest.root_hash) == (head.tree_size, head.root_hash):
+        return latest, False
+    try:
+        with services.db.session() as session:
+            signer = signer_from(services.signing, session, now)  # may commit: creates the first key
+            event = AuditEvent(
+                tenant=tenant_id,
+                name=tags.CHECKPOINT_SIGNED,
+                actor=CHECKPOINT_SIGNER,
+                trace=trace or TraceContext.new(),
+                start_time=now,
+                end_time=now,
+                details={"kid": signer.kid, "trigger": trigger},
+            )
+            entry = audit_log.append(session, event)  # holds the log's lock until the session ends
+            latest = audit_log.latest_checkpoint(session, tenant_id)
+            if (
+                latest is not None
+                and latest.tree_size == entry.seq
+                and latest.root_hash == audit_log.root_at(session, tenant_id, entry.seq)
+            ):
+                return latest, False  # another signer was first; closing the session drops our entry
+            signed = audit_log.sign_checkpoint(session, tenant_id, signer, now)
+            session.commit()
+    except (CheckpointRefusedError, LogStateError):
+        services.metrics.checked(tenant_id, "checkpoint", ok=False, at=now)
+        raise
+    services.metrics.checked(tenant_id, "checkpoint", ok=True, at=now)
+    return signed, True

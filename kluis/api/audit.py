@@ -21,11 +21,11 @@ from pydantic import BaseModel, Field
 from audit import leaf, tags
 from audit import services as audit_log
 from audit.queries import event_json
-from audit.schemas import Actor, AuditEvent, AuditQuery, Checkpoint, LogEntry
+from audit.schemas import Actor, AuditEvent, AuditQuery, Checkpoint, LogEntry, TraceContext
 from consent.errors import InvalidTokenError
 from kluis.api.auth import PrivacyOfficerDep, ResidentDep, bearer_token
 from kluis.api.deps import MAX_INDEX, IsoDateTime, NowDep, ServicesDep, TraceDep
-from kluis.wiring import Services, signer_from
+from kluis.wiring import Services, sign_checkpoint_audited
 from vault.errors import InvalidBsnError, NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -82,19 +82,11 @@ class CheckpointPublic(BaseModel):
     kid: str
 
 
-def latest_checkpoint(services: Services, tenant_id: str, now: datetime) -> Checkpoint:
-    """The latest signed checkpoint; signed on demand when the log has grown past it."""
-    with services.db.read_session() as session:
-        latest = audit_log.latest_checkpoint(session, tenant_id)
-        head = audit_log.log_head(session, tenant_id)
-    if latest is not None and latest.tree_size == head.tree_size:
-        return latest
-    with services.db.session() as session:
-        signed = audit_log.sign_checkpoint(
-            session, tenant_id, signer_from(services.signing, session, now), now
-        )
-        session.commit()
-    return signed
+def latest_checkpoint(
+    services: Services, tenant_id: str, now: datetime, trace: TraceContext | None = None
+) -> Checkpoint:
+    """The latest signed checkpoint; signed on demand (and audited) when the log has grown past it."""
+    return sign_checkpoint_audited(services, tenant_id, now, trigger="request", trace=trace)[0]
 
 
 @router.get(
@@ -103,8 +95,8 @@ def latest_checkpoint(services: Services, tenant_id: str, now: datetime) -> Chec
     responses=ERRORS,
     summary="The latest signed checkpoint of the tenant's audit log",
 )
-def checkpoint(reader: ReaderDep, services: ServicesDep, now: NowDep) -> dict[str, object]:
-    return latest_checkpoint(services, reader.tenant_id, now).to_json()
+def checkpoint(reader: ReaderDep, services: ServicesDep, now: NowDep, trace: TraceDep) -> dict[str, object]:
+    return latest_checkpoint(services, reader.tenant_id, now, trace).to_json()
 
 
 @router.get("/audit/jwks.json", summary="Public keys of audit checkpoints (old keys are kept forever)")
