@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -218,6 +220,12 @@ def keys_rotate(
         )
 
 
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    # Stopping already: a repeated SIGTERM while the interpreter exits must not kill the process.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(0)
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
@@ -235,6 +243,10 @@ def serve(
     from kluis.observability import configure_logging
 
     configure_logging("INFO")  # JSON lines with request and trace ids, never personal data
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler it found:
+    # with the default one the process dies of the signal (exit -15) after an orderly stop. This
+    # handler turns that (and a SIGTERM before uvicorn listens) into a clean exit with status 0.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "kluis.app:create_app",
         factory=True,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kluis.backup import BackupError, backup_sqlite, restore_sqlite
+from kluis.backup import BackupError, backup_database, restore_database
 from kluis.cli._common import JsonOpt, emit, fail, services
 from kluis.doctor import all_problems
 from kluis.settings import Settings
@@ -20,13 +20,15 @@ def register(app: typer.Typer) -> None:
 
 
 def backup(
-    to: Annotated[Path, typer.Option("--to", help="The new backup file (SQLite). PostgreSQL: use pg_dump.")],
+    to: Annotated[
+        Path, typer.Option("--to", help="The new backup file (SQLite database file or pg_dump archive).")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy a consistent snapshot of the SQLite database while Kluis runs (keys are NOT included)."""
+    """Take a consistent snapshot of the database while Kluis runs (keys are NOT included)."""
     settings = Settings()
     try:
-        size = backup_sqlite(settings.resolved_database_url, to)
+        size = backup_database(settings.resolved_database_url, to)
     except BackupError as exc:
         fail(str(exc))
     emit(
@@ -40,11 +42,11 @@ def restore(
     source: Annotated[Path, typer.Option("--from", help="A backup made by `kluis backup`.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Replace the SQLite database with a backup (stop Kluis first); run `kluis audit verify` after."""
+    """Replace the database with a backup (stop Kluis first); run `kluis audit verify` after."""
     if not yes and not typer.confirm("Replace the database with the backup?"):
         fail("not restored")
     try:
-        restore_sqlite(source, Settings().resolved_database_url)
+        restore_database(source, Settings().resolved_database_url)
     except BackupError as exc:
         fail(str(exc))
     emit(False, {}, "restored; now run `kluis audit verify --tenant …` for every municipality")
