@@ -221,11 +221,6 @@ def signer_from(signing: SigningKeyService, session: Session, now: datetime) -> 
     return StoredKeyCheckpointSigner(signing, signing.ensure(session, "checkpoint", now))
 
 
-def checkpoint_signer(settings: Settings, session: Session) -> CheckpointSigner:
-    """For the CLI: the checkpoint signer of the deployment described by ``settings``."""
-    return signer_from(build_signing(settings, build_key_provider(settings)), session, utcnow())
-
-
 CHECKPOINT_SIGNER = Actor(type="system", id="kluis:checkpoint-signer")
 
 

@@ -121,8 +121,11 @@ class RecordVersion(SQLModel, table=True):
 
 
 class SigningKey(SQLModel, table=True):
-    """A deployment-wide signing key (access tokens, audit checkpoints). The private half is stored
-    wrapped by the system KEK of the key provider; public halves stay published forever."""
+    """A deployment-wide signing key (access tokens, audit checkpoints); public halves stay published
+    forever. By default the private half is generated in software and stored here wrapped by the
+    system KEK of the key provider (``kek_version`` 1). With ``KLUIS_PKCS11_SIGNING_KEYS`` it is a
+    non-extractable object in the HSM and never stored here: ``wrapped_private`` holds only a
+    reference to it (``vault.signing.STORE_REFERENCE`` + its label) and ``kek_version`` is 0."""
 
     __tablename__ = "signing_key"
 

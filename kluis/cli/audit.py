@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from sqlmodel import Session
@@ -19,17 +19,20 @@ from sqlmodel import Session
 from audit import services as audit_log
 from audit import tags
 from audit.checkpoints import CheckpointVerifier
-from audit.errors import AuditError, ExportFormatError
+from audit.errors import AuditError, CheckpointRefusedError, ExportFormatError, LogStateError
 from audit.export import verify_export, write_export
-from audit.schemas import AuditEvent, b64
+from audit.schemas import AuditEvent, Checkpoint, b64
 from audit.verify import VerifyResult, verify_log
 from kluis.cli._common import JsonOpt, emit, fail, operator_context, services
-from kluis.wiring import Services, checkpoint_signer, utcnow
+from kluis.wiring import Services, sign_checkpoint_audited, utcnow
 
 app = typer.Typer(
     help="The audit log: verify it, export it for offline verification, sign checkpoints.",
     no_args_is_help=True,
 )
+
+#: The ``trigger`` detail of the ``audit:checkpoint:signed`` entry of a checkpoint signed here.
+TRIGGER = "command"
 
 OptionalTenantOpt = Annotated[
     str | None, typer.Option("--tenant", "-t", help="The municipality's slug.", show_default=False)
@@ -185,22 +188,43 @@ def export(
 
 @app.command()
 def checkpoint(tenant: OptionalTenantOpt = None, as_json: JsonOpt = False) -> None:
-    """Sign a checkpoint now: of one municipality's log, or of every log that grew since its last."""
-    with services() as built, built.db.session() as session:
-        signer = checkpoint_signer(built.settings, session)  # may commit: creates the first key
+    """Sign a checkpoint now: of one municipality's log, or of every log that grew since its last.
+    Each new checkpoint is an audit entry that the checkpoint covers."""
+    # One set of services, one key provider (a PKCS#11 token can be opened once per process). Every
+    # new checkpoint is an ``audit:checkpoint:signed`` entry (trigger ``command``) that it covers; a
+    # log with nothing new gets no entry and no signature. One municipality: its latest checkpoint,
+    # new or not. Every log: the new ones; a refused log is named (exit 1) after the others are signed.
+    with services() as built:
         if tenant is not None:
-            tenant_id = built.vault.tenant(session, tenant).id
-            signed = [audit_log.sign_checkpoint(session, tenant_id, signer, utcnow())]
-        else:
-            signed = audit_log.sign_pending_checkpoints(session, signer, utcnow())
-        session.commit()
-    documents: list[Any] = [c.to_json() for c in signed]
-    text = "\n".join(f"{c.origin}\ttree size {c.tree_size}\troot {b64(c.root_hash)}" for c in signed)
-    emit(
-        as_json,
-        documents if tenant is None else documents[0],
-        text or "no log grew since its last checkpoint",
-    )
+            with built.db.read_session() as session:
+                tenant_id = built.vault.tenant(session, tenant).id
+            latest, _ = sign_checkpoint_audited(built, tenant_id, utcnow(), trigger=TRIGGER)
+            emit(as_json, latest.to_json(), _line(latest))
+            return
+        with built.db.read_session() as session:
+            pending = audit_log.pending_checkpoints(session)
+        signed: list[Checkpoint] = []
+        refused: list[str] = []
+        for tenant_id in pending:
+            try:
+                latest, new = sign_checkpoint_audited(built, tenant_id, utcnow(), trigger=TRIGGER)
+            except (CheckpointRefusedError, LogStateError):
+                with built.db.read_session() as session:
+                    refused.append(audit_log.log_head(session, tenant_id).origin)
+                continue
+            if new:
+                signed.append(latest)
+    text = "\n".join(_line(c) for c in signed)
+    emit(as_json, [c.to_json() for c in signed], text or "no log grew since its last checkpoint")
+    if refused:
+        fail(
+            f"refused to sign a checkpoint of {', '.join(refused)}: the log is no consistent extension"
+            " of its latest checkpoint (see 'kluis audit verify')"
+        )
+
+
+def _line(signed: Checkpoint) -> str:
+    return f"{signed.origin}\ttree size {signed.tree_size}\troot {b64(signed.root_hash)}"
 
 
 @app.command()
