@@ -7,7 +7,7 @@ tokens. ``audit`` imports no sibling package, so actors and data subjects are pl
 from __future__ import annotations
 
 import base64
-import secrets
+import random
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -16,6 +16,19 @@ ActorType = Literal[
     "client", "department", "resident", "representative", "privacy_officer", "operator", "system"
 ]
 Decision = Literal["allow", "deny"]
+
+# Trace and span ids correlate log lines; they guard nothing, so they need to be unique, not
+# unpredictable. A per-process generator seeded from the OS (``random.Random()`` does that) avoids a
+# ``getrandom`` system call per id, which on the hot path gives up the GIL to the audit writer
+# thread and waits to get it back (docs/performance.md).
+_ids = random.Random()  # noqa: S311 - ids, not secrets (see above)
+
+
+def random_hex_id(nbytes: int) -> str:
+    """A non-zero random id of ``nbytes`` bytes as lower-case hex (W3C trace context format)."""
+    return f"{_ids.getrandbits(8 * nbytes) or 1:0{2 * nbytes}x}"
+
+
 Status = Literal["ok", "error"]
 
 
@@ -38,7 +51,7 @@ class TraceContext:
 
     @classmethod
     def new(cls) -> TraceContext:
-        return cls(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+        return cls(trace_id=random_hex_id(16), span_id=random_hex_id(8))
 
     @classmethod
     def from_traceparent(cls, header: str | None) -> TraceContext:
@@ -55,11 +68,11 @@ class TraceContext:
                 and parts[1] != "0" * 32
                 and parts[2] != "0" * 16
             ):
-                return cls(trace_id=parts[1], span_id=secrets.token_hex(8), parent_span_id=parts[2])
+                return cls(trace_id=parts[1], span_id=random_hex_id(8), parent_span_id=parts[2])
         return cls.new()
 
     def child(self) -> TraceContext:
-        return TraceContext(self.trace_id, secrets.token_hex(8), self.span_id)
+        return TraceContext(self.trace_id, random_hex_id(8), self.span_id)
 
 
 def _is_lower_hex(value: str) -> bool:

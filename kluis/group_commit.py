@@ -6,8 +6,20 @@ on the path, so concurrent requests hand their entries to one writer thread that
 in one transaction and commits once; each request waits for *its* batch's commit before it answers.
 A failed batch fails every request in it (fail closed) — no data leaves without its entry.
 
-The writer is a thread rather than a task because the commit blocks: the event loop keeps serving
-other requests while the disk syncs.
+Two ways to write a batch:
+
+- **Statements on the event loop, COMMIT on a thread (SQLite).** Requests queue their entry and
+  await; a callback scheduled with ``call_soon`` runs after every request that became ready in the
+  same loop iteration has queued its own, and runs ``BEGIN IMMEDIATE`` and the inserts of the
+  whole batch on a connection kept for this (no I/O wait: WAL writes are buffered). Only the
+  ``COMMIT``, which waits for the disk, goes to a commit thread; entries queued meanwhile form the
+  next batch, started as soon as the commit is back. With all of the append on a writer thread,
+  every system call of the event loop thread (each SQLite read) gave up the GIL to the writer and
+  waited to get it back: a GIL convoy that cost more than the fsync (docs/performance.md). The
+  connection does not wait for locks on the loop: if another writer holds the database (a portal
+  write, an import), the batch goes to the writer thread, which may wait.
+- **On a writer thread (PostgreSQL, and SQLite when the database is busy).** The commit is a network
+  round trip, and the thread keeps the loop serving while it waits.
 """
 
 from __future__ import annotations
@@ -15,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from audit import services as audit_log
 from audit.schemas import AuditEvent
@@ -41,6 +55,11 @@ class AuditGroupCommitter:
         self._queue: queue.SimpleQueue[tuple[AuditEvent, Future[int]] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._inline = db.is_sqlite
+        self._pending: list[tuple[AuditEvent, asyncio.Future[int]]] = []
+        self._connection: sqlite3.Connection | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._in_flight = False
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -58,9 +77,99 @@ class AuditGroupCommitter:
 
     async def append(self, event: AuditEvent) -> int:
         """Append ``event`` and wait until it is durable. Raises if the batch failed."""
-        return await asyncio.wrap_future(self.submit(event))
+        if not self._inline:
+            return await asyncio.wrap_future(self.submit(event))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._pending.append((event, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush_inline)
+        return await future
+
+    def _flush_inline(self) -> None:
+        if self._in_flight:
+            return  # the running commit's callback flushes whatever queued meanwhile
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        events = [event for event, _ in batch]
+        connection = self._inline_connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                _fail(batch, exc)
+                return
+            for event, future in batch:  # the database is busy: let the thread wait, not the loop
+                _settle_from(future, asyncio.wrap_future(self.submit(event)))
+            return
+        try:
+            appended = audit_log.append_many_dbapi(
+                connection, events, postgres=False, integrity_error=sqlite3.IntegrityError
+            )
+        except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
+            connection.execute("ROLLBACK")
+            _fail(batch, exc)
+            return
+        # The statements ran here (microseconds, no I/O wait); only COMMIT, which waits for the
+        # disk, goes to the commit thread. Entries queued meanwhile form the next batch.
+        self._in_flight = True
+        done = asyncio.get_running_loop().run_in_executor(self._commit_thread(), connection.execute, "COMMIT")
+        done.add_done_callback(
+            lambda finished: self._after_commit(batch, [e.seq for e in appended], finished)
+        )
+
+    def _after_commit(
+        self,
+        batch: list[tuple[AuditEvent, asyncio.Future[int]]],
+        seqs: list[int],
+        finished: asyncio.Future[Any],
+    ) -> None:
+        self._in_flight = False
+        exc = finished.exception()
+        assert not isinstance(exc, asyncio.CancelledError), "the commit thread's future is never cancelled"
+        if exc is not None:
+            connection = self._inline_connection()
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            _fail(batch, exc)
+        else:
+            self._committed([event for event, _ in batch])
+            for (_, future), seq in zip(batch, seqs, strict=True):
+                if not future.done():  # a request cancelled meanwhile (client gone) has no one to tell
+                    future.set_result(seq)
+        if self._pending:
+            self._flush_inline()
+
+    def _commit_thread(self) -> ThreadPoolExecutor:
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kluis-audit-commit")
+        return self._committer
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            proxy = self._db.write_engine.raw_connection()
+            connection = proxy.driver_connection
+            proxy.detach()  # kept for the appends; the pool opens another for itself
+            assert isinstance(connection, sqlite3.Connection)
+            connection.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the event loop
+            self._connection = connection
+        return self._connection
+
+    def _committed(self, events: Sequence[AuditEvent]) -> None:
+        if self._on_commit is not None:
+            try:  # before the waiters answer: an answered read is always counted (a few µs per batch)
+                self._on_commit(events)
+            except Exception as exc:  # noqa: BLE001 - counting must never fail or stop the writer
+                log.warning("audit batch observer failed: %s", type(exc).__name__)
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)  # a commit in flight finishes first
+            self._committer = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
@@ -97,10 +206,25 @@ class AuditGroupCommitter:
             for _, future in batch:
                 future.set_exception(exc)
             return
-        if self._on_commit is not None:
-            try:  # before the waiters answer: an answered read is always counted (a few µs per batch)
-                self._on_commit(events)
-            except Exception as exc:  # noqa: BLE001 - counting must never fail or stop the writer
-                log.warning("audit batch observer failed: %s", type(exc).__name__)
+        self._committed(events)
         for (_, future), entry in zip(batch, appended, strict=True):
             future.set_result(entry.seq)
+
+
+def _fail(batch: list[tuple[AuditEvent, asyncio.Future[int]]], exc: BaseException) -> None:
+    log.error("audit batch of %d entries failed: %s", len(batch), type(exc).__name__)
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def _settle_from(future: asyncio.Future[int], source: asyncio.Future[int]) -> None:
+    def copy(done: asyncio.Future[int]) -> None:
+        if future.done():
+            return
+        if done.exception() is not None:
+            future.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            future.set_result(done.result())
+
+    source.add_done_callback(copy)

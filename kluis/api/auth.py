@@ -12,16 +12,18 @@ The tenant always comes from the verified token, never from the URL.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from audit.schemas import Actor
+from audit.schemas import Actor, TraceContext
 from consent.errors import InvalidTokenError
 from consent.resource import Refusal
 from consent.schemas import PrivacyOfficerPrincipal, ResidentPrincipal
 from kluis.api.deps import NowDep, ServicesDep, TraceDep
+from kluis.wiring import Services
 from vault.schemas import AccessGrant
 from vault.services import Context
 
@@ -37,6 +39,13 @@ def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> tu
 
 
 async def get_grant(request: Request, services: ServicesDep, trace: TraceDep, now: NowDep) -> AccessGrant:
+    return await resolve_grant(request, services, trace, now)
+
+
+async def resolve_grant(
+    request: Request, services: Services, trace: TraceContext, now: datetime
+) -> AccessGrant:
+    """The live grant behind the request's access token; refusals tied to a client are audited."""
     scheme, token = bearer_token(request, ("bearer", "dpop"))
     guard = services.oauth.guard
 

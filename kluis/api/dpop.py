@@ -7,6 +7,7 @@ captured proof cannot be replayed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -15,13 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from audit.schemas import TraceContext
 from consent.dpop import MAX_AGE_SECONDS, verify_proof
 from consent.errors import InvalidDpopProofError
 from consent.models import UsedAssertion
-from kluis.api.auth import GrantDep, bearer_token
-from kluis.api.deps import NowDep, ServicesDep
-from kluis.wiring import Services
+from kluis.api.auth import bearer_token, resolve_grant
+from kluis.api.deps import services_of
+from kluis.wiring import Services, utcnow
 from vault.schemas import AccessGrant
+from vault.services import Context
 
 
 def request_url(request: Request, public_base: str) -> str:
@@ -29,7 +32,35 @@ def request_url(request: Request, public_base: str) -> str:
     return public_base.rstrip("/") + request.url.path
 
 
-async def checked_grant(grant: GrantDep, request: Request, services: ServicesDep, now: NowDep) -> AccessGrant:
+@dataclass(frozen=True, slots=True)
+class DepartmentAccess:
+    """What a data-API endpoint needs: the live, rate-limited, proof-checked grant and the context."""
+
+    grant: AccessGrant
+    services: Services
+    trace: TraceContext
+    now: datetime
+
+    @property
+    def ctx(self) -> Context:
+        return Context(actor=self.grant.actor, trace=self.trace, now=self.now)
+
+
+async def department_access(request: Request) -> DepartmentAccess:
+    """One dependency for the whole data API, on purpose: FastAPI resolves each (sub-)dependency
+    with a fixed overhead that, with the six small ones this replaced, cost more than the read
+    itself (docs/performance.md)."""
+    services = services_of(request)
+    trace = TraceContext.from_traceparent(request.headers.get("traceparent"))
+    now = utcnow()
+    grant = await resolve_grant(request, services, trace, now)
+    return DepartmentAccess(await checked_grant(grant, request, services, now), services, trace, now)
+
+
+async def checked_grant(
+    grant: AccessGrant, request: Request, services: Services, now: datetime
+) -> AccessGrant:
+    """Per-client rate limit, then the DPoP proof of a sender-constrained token."""
     wait = services.rate_limiter.hit(
         f"client:{grant.client_id}", services.settings.rate_limit_per_minute, now.timestamp()
     )
@@ -81,4 +112,4 @@ class RateLimitedError(HTTPException):
         )
 
 
-CheckedGrantDep = Annotated[AccessGrant, Depends(checked_grant)]
+AccessDep = Annotated[DepartmentAccess, Depends(department_access)]

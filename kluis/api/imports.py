@@ -12,11 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from kluis.api.deps import NowDep, ServicesDep, TraceDep
-from kluis.api.dpop import CheckedGrantDep as GrantDep
+from kluis.api.dpop import AccessDep
 from kluis.api.records import ERRORS, PROBLEM, CategoryPath, RecordSummaryPublic
 from kluis.imports import refresh_granted
-from vault.services import Context
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
 
@@ -41,8 +39,5 @@ REFRESH_ERRORS: dict[int | str, dict[str, Any]] = {
     responses=REFRESH_ERRORS,
     summary="Refresh the record from the municipality's source registry, where the grant allows writing it",
 )
-def refresh_record(
-    category: CategoryPath, grant: GrantDep, services: ServicesDep, trace: TraceDep, now: NowDep
-) -> RecordSummaryPublic:
-    ctx = Context(actor=grant.actor, trace=trace, now=now)
-    return RecordSummaryPublic.of(refresh_granted(services, ctx, grant, category))
+def refresh_record(category: CategoryPath, access: AccessDep) -> RecordSummaryPublic:
+    return RecordSummaryPublic.of(refresh_granted(access.services, access.ctx, access.grant, category))

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from audit.schemas import random_hex_id
 from kluis.api.limits import MAX_JSON_DEPTH, JsonDepthScanner
 
 API_VERSION = "1.0.0"
@@ -64,7 +64,7 @@ class KluisMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = secrets.token_hex(8)
+        rid = random_hex_id(8)  # a correlation id, not a secret (see audit.schemas)
         scope["kluis.request_id"] = rid
         scope.setdefault("state", {})["request_id"] = rid
         path: str = scope.get("path", "")

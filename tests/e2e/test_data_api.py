@@ -208,6 +208,28 @@ def test_allowed_reads_list_fields_and_history(setup: Setup) -> None:
     assert get(setup, token, "/api/v1/records/inkomen/versions/7").status_code == 404
 
 
+def test_read_parameters_are_checked_as_documented(setup: Setup) -> None:
+    # The read endpoint checks its path and query parameters itself (the hot path); the answers must
+    # be those of every other endpoint: 400 invalid-request naming where, never echoing the input.
+    token = token_for(setup, "api-a", "inkomen", BSN_A, ["inkomen"])
+    bad_category = refused(get(setup, token, "/api/v1/records/Inkomen"), 400)
+    assert bad_category["type"] == "urn:kluis:problem:invalid-request"
+    assert [e["location"] for e in bad_category["errors"]] == ["path/category"]
+    too_long = refused(get(setup, token, "/api/v1/records/" + "a" * 65), 400)
+    assert [e["location"] for e in too_long["errors"]] == ["path/category"]
+    bad_fields = refused(get(setup, token, "/api/v1/records/inkomen", fields="a;b"), 400)
+    assert [e["location"] for e in bad_fields["errors"]] == ["query/fields"]
+    assert "a;b" not in json.dumps(bad_fields)
+    both = refused(get(setup, token, "/api/v1/records/X", fields="x" * 1001), 400)
+    assert [e["location"] for e in both["errors"]] == ["path/category", "query/fields"]
+    # The token is checked first, as for every endpoint: no token, no hint about the parameters.
+    assert httpx.get(setup.kluis.base_url + "/api/v1/records/Inkomen").status_code == 401
+    # An endpoint that declares the same parameters the FastAPI way answers alike.
+    declared = refused(get(setup, token, "/api/v1/records/Inkomen/versions"), 400)
+    assert [e["location"] for e in declared["errors"]] == ["path/category"]
+    assert declared["errors"][0]["message"] == bad_category["errors"][0]["message"]
+
+
 def test_a_category_outside_the_grant_is_refused_and_audited(setup: Setup) -> None:
     token = token_for(setup, "api-a", "inkomen", BSN_B, ["inkomen"])
     refused(get(setup, token, "/api/v1/records/schulden"))

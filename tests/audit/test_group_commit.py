@@ -1,0 +1,118 @@
+"""The group committer of the read path (kluis/group_commit.py): concurrent appends share commits,
+every waiter learns its own sequence number only once its entry is durable, a failed batch fails
+every waiter in it and writes nothing, and on SQLite a busy database never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from audit import services as audit_log
+from audit.errors import UnknownLogError
+from kluis.db import Database
+from kluis.group_commit import AuditGroupCommitter
+from tests.audit.factories import TENANT, event
+
+
+@pytest.fixture
+def committer(log_db: Database) -> Iterator[AuditGroupCommitter]:
+    writer = AuditGroupCommitter(log_db)
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def stored_seqs(db: Database) -> list[int]:
+    with db.read_session() as session:
+        rows = session.connection().execute(
+            text("SELECT seq FROM audit_entry WHERE tenant_id = :t ORDER BY seq"), {"t": TENANT}
+        )
+        return [int(r[0]) for r in rows]
+
+
+def test_concurrent_appends_are_dense_and_each_waiter_gets_its_own_durable_entry(
+    log_db: Database, committer: AuditGroupCommitter
+) -> None:
+    seen_on_return: list[bool] = []
+
+    async def one(i: int) -> int:
+        seq = await committer.append(event(i))
+        # Once append returns, the entry is committed: another connection sees it.
+        seen_on_return.append(seq in stored_seqs(log_db))
+        return seq
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(one(i) for i in range(40))))
+
+    seqs = asyncio.run(main())
+    assert sorted(seqs) == list(range(40))
+    assert stored_seqs(log_db) == list(range(40))
+    assert all(seen_on_return)
+    with log_db.read_session() as session:
+        assert audit_log.log_head(session, TENANT).tree_size == 40
+
+
+def test_a_failed_batch_fails_every_waiter_in_it_and_writes_nothing(
+    log_db: Database, committer: AuditGroupCommitter
+) -> None:
+    async def main() -> tuple[list[BaseException | int], int]:
+        # Queued in the same loop iteration: one batch. The unknown tenant has no log.
+        results = await asyncio.gather(
+            committer.append(event(1)),
+            committer.append(event(2, tenant="0" * 32)),
+            committer.append(event(3)),
+            return_exceptions=True,
+        )
+        after = await committer.append(event(4))  # the committer still works afterwards
+        return list(results), after
+
+    results, after = asyncio.run(main())
+    assert all(isinstance(r, UnknownLogError) for r in results), results
+    assert after == 0
+    assert stored_seqs(log_db) == [0]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_busy_database_goes_to_the_writer_thread_and_the_loop_keeps_running(
+    log_db: Database, committer: AuditGroupCommitter
+) -> None:
+    path = log_db.write_engine.url.database
+    assert path is not None
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the database
+
+    async def main() -> tuple[int, int]:
+        ticks = 0
+        append = asyncio.ensure_future(committer.append(event(1)))
+        for _ in range(20):  # the event loop is not blocked while the lock is held
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not append.done()
+        holder.execute("ROLLBACK")
+        return await asyncio.wait_for(append, 30), ticks
+
+    seq, ticks = asyncio.run(main())
+    holder.close()
+    assert (seq, ticks) == (0, 20)
+    assert stored_seqs(log_db) == [0]
+
+
+def test_close_finishes_the_commit_in_flight(log_db: Database) -> None:
+    writer = AuditGroupCommitter(log_db)
+
+    async def main() -> tuple[list[int], list[int]]:
+        pending = [asyncio.ensure_future(writer.append(event(i))) for i in range(5)]
+        await asyncio.sleep(0)  # the five queue their entries
+        await asyncio.sleep(0)  # the batch has started; its commit may still be running
+        writer.close()  # as at shutdown: returns once the batch is durable
+        durable_at_close = stored_seqs(log_db)
+        return durable_at_close, list(await asyncio.gather(*pending))
+
+    durable_at_close, seqs = asyncio.run(main())
+    assert durable_at_close == list(range(5))
+    assert sorted(seqs) == list(range(5))
