@@ -1,4 +1,5 @@
-"""Tables of the audit log, on the shared ``SQLModel.metadata``; created by migration ``0002_audit``.
+"""Tables of the audit log, on the shared ``SQLModel.metadata``; created by migration ``0002_audit``
+(``0006_audit_principal`` adds one index).
 
 No foreign key points at the vault's ``tenant`` table: the trail must outlive anything done to the
 rows it talks about, and ``audit`` knows no other package. Entries, nodes and checkpoints are
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, String, Table, Text, text
 from sqlmodel import Field, SQLModel
 
 TENANT_LENGTH = 64
@@ -46,6 +47,16 @@ class AuditEntry(SQLModel, table=True):
         Index("ix_audit_entry_actor", "tenant_id", "actor_id"),
         Index("ix_audit_entry_department", "tenant_id", "department", "time_ms"),
         Index("ix_audit_entry_trace", "tenant_id", "trace_id"),
+        # The third branch of ``involving`` (migration 0006). Partial: only representatives act
+        # on behalf of someone, so most entries stay out of it.
+        Index(
+            "ix_audit_entry_principal",
+            "tenant_id",
+            "on_behalf_of",
+            "seq",
+            sqlite_where=text("on_behalf_of IS NOT NULL"),
+            postgresql_where=text("on_behalf_of IS NOT NULL"),
+        ),
     )
 
     tenant_id: str = Field(sa_column=Column(String(TENANT_LENGTH), primary_key=True))
