@@ -71,12 +71,16 @@ def server(args: list[str], env: dict[str, str], health: str) -> Iterator[None]:
 
 def parse_wrk(output: str) -> Figures:
     def ms(value: str) -> float:
-        number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        found = re.match(r"([\d.]+)(us|ms|s|m)$", value)
+        if found is None:
+            raise RuntimeError(f"cannot read wrk's latency {value!r} in:\n{output}")
+        number, unit = found.groups()
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    # Anchored: "77.50%" at the end of wrk's thread statistics must not pass for the 50th percentile.
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise RuntimeError(f"{errors.group(1)} non-2xx answers during the run")
