@@ -299,24 +299,22 @@ def _store(
                 except DuplicateResidentError:  # added by someone else meanwhile
                     session.rollback()
                     resident = services.vault.resident_by_bsn(session, tenant.id, bsn)
-        resident = session.exec(select(Resident).where(Resident.id == resident.id).with_for_update()).one()
-        failure: str | None = "resident_erased" if resident.erased_at is not None else None
-        if failure is None:
-            try:
-                summary = services.vault.put_record(
-                    session,
-                    ctx,
-                    resident,
-                    record.category,
-                    record.data,
-                    source=record.source,
-                    grant=grant,
-                    event_name=tags.RECORD_IMPORTED,
-                )
-            except InvalidRecordError:
-                failure = "invalid_answer"
-            except ResidentErasedError:
-                failure = "resident_erased"
+        failure: str | None = None
+        try:  # put_record locks the resident and refuses one erased meanwhile
+            summary = services.vault.put_record(
+                session,
+                ctx,
+                resident,
+                record.category,
+                record.data,
+                source=record.source,
+                grant=grant,
+                event_name=tags.RECORD_IMPORTED,
+            )
+        except InvalidRecordError:
+            failure = "invalid_answer"
+        except ResidentErasedError:
+            failure = "resident_erased"
         if failure is not None:
             record_failure(
                 services,

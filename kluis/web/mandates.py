@@ -30,8 +30,6 @@ from vault.services import Context, VaultService, new_id
 
 BRP_CATEGORY = "brp.persoon"
 MAX_MANDATE = timedelta(days=5 * 366)
-# Not yet in audit/tags.py (owned by the audit package); the name follows its convention.
-REPRESENTATIVE_REVOKED = "consent:representative:revoked"
 
 
 class MandateError(InvalidInputError):
@@ -128,7 +126,7 @@ class MandateService:
             session,
             ctx,
             principal.tenant_id,
-            REPRESENTATIVE_REVOKED,
+            tags.REPRESENTATIVE_REVOKED,
             resident=principal,
             details={"mandate": mandate.id},
         )

@@ -234,9 +234,7 @@ def test_rules_default_to_the_registered_special_categories_and_saving_is_audite
         assert console.rules(session, a.tenant.id).repeated_denials.threshold == 9
         assert console.rules(session, b.tenant.id).repeated_denials.threshold == 5
         entries = console.search(session, a.tenant.id, SearchFilters(), limit=500).entries
-    assert any(
-        e.event.name == console_services.RULES_CONFIGURED and e.event.actor.id == "ruler" for e in entries
-    )
+    assert any(e.event.name == tags.RULES_CONFIGURED and e.event.actor.id == "ruler" for e in entries)
 
 
 def test_the_scheduled_job_verifies_each_tenant_once_per_interval_and_analyses(
