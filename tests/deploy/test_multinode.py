@@ -146,7 +146,7 @@ def test_two_nodes_share_one_postgresql(pg_database: str, tmp_path: Path) -> Non
             # -- the log: one entry per read, no gap, no duplicate ----------------------------------------
             # The only other entries: the nodes' own checkpoint signatures (each one is audited).
             after = assert_dense(svc, town.tenant_id)
-            new = audit_rows(svc, town.tenant_id)[before:]
+            new = audit_rows(svc, town.tenant_id)[before:after]
             kinds = Counter((name, decision) for _, name, decision, _ in new)
             signatures = kinds.pop((CHECKPOINT_SIGNED, None), 0)
             assert kinds == {("vault:record:read", "allow"): total}
