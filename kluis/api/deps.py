@@ -24,8 +24,16 @@ async def get_services(request: Request) -> Services:
     return services_of(request)
 
 
-async def get_trace(request: Request) -> TraceContext:
+def trace_of(request: Request) -> TraceContext:
+    """The request's trace context, made once by ``KluisMiddleware`` (also in the log lines)."""
+    trace = request.scope.get("kluis.trace")
+    if isinstance(trace, TraceContext):
+        return trace
     return TraceContext.from_traceparent(request.headers.get("traceparent"))
+
+
+async def get_trace(request: Request) -> TraceContext:
+    return trace_of(request)
 
 
 async def get_now() -> datetime:

@@ -21,7 +21,7 @@ from consent.dpop import MAX_AGE_SECONDS, verify_proof
 from consent.errors import InvalidDpopProofError
 from consent.models import UsedAssertion
 from kluis.api.auth import bearer_token, resolve_grant
-from kluis.api.deps import services_of
+from kluis.api.deps import services_of, trace_of
 from kluis.wiring import Services, utcnow
 from vault.schemas import AccessGrant
 from vault.services import Context
@@ -51,7 +51,7 @@ async def department_access(request: Request) -> DepartmentAccess:
     with a fixed overhead that, with the six small ones this replaced, cost more than the read
     itself (docs/performance.md)."""
     services = services_of(request)
-    trace = TraceContext.from_traceparent(request.headers.get("traceparent"))
+    trace = trace_of(request)
     now = utcnow()
     grant = await resolve_grant(request, services, trace, now)
     return DepartmentAccess(await checked_grant(grant, request, services, now), services, trace, now)

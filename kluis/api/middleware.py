@@ -9,8 +9,9 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from audit.schemas import random_hex_id
+from audit.schemas import TraceContext, random_hex_id
 from kluis.api.limits import MAX_JSON_DEPTH, JsonDepthScanner
+from kluis.observability import current_trace_id
 
 API_VERSION = "1.0.0"
 MAX_HEADER_BYTES = 16 * 1024
@@ -67,6 +68,18 @@ class KluisMiddleware:
         rid = random_hex_id(8)  # a correlation id, not a secret (see audit.schemas)
         scope["kluis.request_id"] = rid
         scope.setdefault("state", {})["request_id"] = rid
+        # One trace context per request, made here: the audit entries (through deps.trace_of) and
+        # the log lines (through the context variable) carry the same trace id.
+        traceparent = next((v for k, v in scope.get("headers", []) if k == b"traceparent"), None)
+        trace = TraceContext.from_traceparent(traceparent.decode("latin-1") if traceparent else None)
+        scope["kluis.trace"] = trace
+        trace_token = current_trace_id.set(trace.trace_id)
+        try:
+            await self._handle(scope, receive, send, rid)
+        finally:
+            current_trace_id.reset(trace_token)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
         path: str = scope.get("path", "")
         is_api = path.startswith(("/api/", "/oauth/", "/.well-known/", "/health", "/metrics"))
         extra = [

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from audit.schemas import TraceContext
+from kluis.api.deps import trace_of
 from kluis.console.errors import OfficerLoginRequiredError
 from kluis.console.schemas import ROLE, Officer
 from kluis.console.services import ConsoleService
@@ -44,7 +44,7 @@ def get_officer(state: StateDep) -> Officer:
 
 def context(request: Request, officer: Officer, now: datetime) -> Context:
     """Who acts (the officer, for the audit log), in which trace, at what time."""
-    trace = TraceContext.from_traceparent(request.headers.get("traceparent"))
+    trace = trace_of(request)
     return Context(actor=officer.actor, trace=trace, now=now)
 
 

@@ -14,8 +14,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from audit.schemas import Actor, TraceContext
-from kluis.api.deps import NowDep, ServicesDep
+from audit.schemas import Actor
+from kluis.api.deps import NowDep, ServicesDep, trace_of
 from kluis.web.errors import LoginRequiredError, NotAllowedError
 from kluis.web.mandates import SELF, Authority, MandateService
 from kluis.web.render import Templates
@@ -62,9 +62,7 @@ class Viewer:
         return Actor(type="representative", id=self.me_pseudonym, on_behalf_of=self.subject_pseudonym)
 
     def context(self, request: Request, now: datetime) -> Context:
-        return Context(
-            actor=self.actor, trace=TraceContext.from_traceparent(request.headers.get("traceparent")), now=now
-        )
+        return Context(actor=self.actor, trace=trace_of(request), now=now)
 
     def subject(self, session: Session, vault: VaultService) -> Resident:
         """The subject's row, in the caller's unit of work."""
