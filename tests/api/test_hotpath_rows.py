@@ -1,0 +1,72 @@
+"""The lean read path's rows are what ``model_construct`` would build: every field given, the same
+values, usable like rows the ORM loaded (kluis/hotpath.py ``_row``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import configure_mappers
+from sqlmodel import SQLModel
+
+from consent.models import Grant
+from kluis import hotpath
+from kluis.db import Database
+from vault.models import Record, RecordVersion, Resident
+
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("model", [Grant, Resident, Record, RecordVersion])
+def test_a_row_is_what_model_construct_builds(model: type[SQLModel]) -> None:
+    configure_mappers()  # as the app's first query does
+    values: dict[str, Any] = {name: f"value-{name}" for name in model.model_fields}
+    fast, slow = hotpath._row(model, **values), model.model_construct(**values)
+    assert type(fast) is model
+    assert fast.__dict__ == slow.__dict__ and fast.model_fields_set == slow.model_fields_set
+    assert all(getattr(fast, name) == f"value-{name}" for name in model.model_fields)
+
+
+def test_the_lean_reads_give_every_field(db: Database) -> None:
+    # _row is only model_construct when every field is named: the SQL above it must read them all.
+    seen: dict[type[SQLModel], set[str]] = {}
+    original = hotpath._row
+
+    def recording(cls: type[Any], /, **values: Any) -> Any:
+        seen[cls] = set(values)
+        return original(cls, **values)
+
+    lean = hotpath.LeanReads(db)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hotpath, "_row", recording)
+        grant_sql, record_sql = lean.grant_sql, lean.record_sql
+        row = (
+            "x",
+            "x",
+            "x",
+            "x",
+            "x",
+            "x",
+            "x",
+            "x",
+            "x",
+            '["a"]',
+            '["b"]',
+            NOW,
+            NOW,
+            None,
+            None,
+            NOW,
+            None,
+            None,
+        )
+        patch.setattr(lean, "_one", lambda sql, params: row if sql == grant_sql else None)
+        assert lean.grant(type("Verified", (), {"jti": "j", "grant_id": "g"})()) is not None
+        record_row = ("r", "t", b"p", b"k", 1, "a", NOW, None, "rec", 1, NOW, NOW, 1, "brp", NOW, b"c")
+        patch.setattr(lean, "_one", lambda sql, params: record_row if sql == record_sql else None)
+        resident, record, version = lean.record("t", "r", "inkomen")
+    lean.close()
+    assert resident is not None and record is not None and version is not None
+    for model in (Grant, Resident, Record, RecordVersion):
+        assert seen[model] == set(model.model_fields), model.__name__
