@@ -60,6 +60,7 @@ class AuditGroupCommitter:
         self._connection: sqlite3.Connection | None = None
         self._committer: ThreadPoolExecutor | None = None
         self._in_flight = False
+        self._closed = False
 
     def _ensure_started(self) -> None:
         if self._thread is None:
@@ -70,6 +71,8 @@ class AuditGroupCommitter:
 
     def submit(self, event: AuditEvent) -> Future[int]:
         """Queue ``event``; the future resolves to its sequence number once committed."""
+        if self._closed:
+            raise AuditWriterClosedError
         self._ensure_started()
         future: Future[int] = Future()
         self._queue.put((event, future))
@@ -91,6 +94,9 @@ class AuditGroupCommitter:
             return  # the running commit's callback flushes whatever queued meanwhile
         batch, self._pending = self._pending, []
         if not batch:
+            return
+        if self._closed:  # entries that arrive after shutdown are refused, never written half-way
+            _fail(batch, AuditWriterClosedError())
             return
         events = [event for event, _ in batch]
         connection = self._inline_connection()
@@ -164,6 +170,7 @@ class AuditGroupCommitter:
                 log.warning("audit batch observer failed: %s", type(exc).__name__)
 
     def close(self) -> None:
+        self._closed = True
         if self._committer is not None:
             self._committer.shutdown(wait=True)  # a commit in flight finishes first
             self._committer = None
@@ -209,6 +216,13 @@ class AuditGroupCommitter:
         self._committed(events)
         for (_, future), entry in zip(batch, appended, strict=True):
             future.set_result(entry.seq)
+
+
+class AuditWriterClosedError(RuntimeError):
+    """An entry handed to the group committer after it was closed (the server is stopping)."""
+
+    def __init__(self) -> None:
+        super().__init__("the audit writer is closed")
 
 
 def _fail(batch: list[tuple[AuditEvent, asyncio.Future[int]]], exc: BaseException) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from audit import services as audit_log
 from audit.errors import UnknownLogError
 from kluis.db import Database
-from kluis.group_commit import AuditGroupCommitter
+from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError
 from tests.audit.factories import TENANT, event
 
 
@@ -116,3 +116,18 @@ def test_close_finishes_the_commit_in_flight(log_db: Database) -> None:
     durable_at_close, seqs = asyncio.run(main())
     assert durable_at_close == list(range(5))
     assert sorted(seqs) == list(range(5))
+
+
+def test_after_close_entries_are_refused_and_nothing_is_reopened(log_db: Database) -> None:
+    writer = AuditGroupCommitter(log_db)
+
+    async def main() -> BaseException | int:
+        await writer.append(event(0))
+        writer.close()
+        results = await asyncio.gather(writer.append(event(1)), return_exceptions=True)
+        return results[0]
+
+    late = asyncio.run(main())
+    assert isinstance(late, AuditWriterClosedError)
+    assert stored_seqs(log_db) == [0]
+    assert writer._connection is None and writer._committer is None and writer._thread is None
