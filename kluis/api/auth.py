@@ -1,9 +1,10 @@
 """Bearer-token dependencies for the routers: glue between HTTP and ``consent.resource``.
 
-- ``GrantDep``: a department's access token → the live ``AccessGrant`` (401 problem+json with
+- ``resolve_grant``: a department's access token → the live ``AccessGrant`` (401 problem+json with
   ``WWW-Authenticate: Bearer error="invalid_token"`` for a token that cannot be used, 403 when the
   grant no longer allows access). A refusal that can be tied to a client is audited
-  (``consent:token:refused``) in its own committed transaction before the error is raised.
+  (``consent:token:refused``) in its own committed transaction before the error is raised. The
+  data API's one dependency, ``kluis.api.dpop.AccessDep``, calls it before rate limit and DPoP.
 - ``ResidentDep``: a resident token → ``ResidentPrincipal(tenant_id, resident_id)``.
 - ``PrivacyOfficerDep``: a privacy-officer token → ``PrivacyOfficerPrincipal(tenant_id, subject)``.
 
@@ -22,7 +23,7 @@ from audit.schemas import Actor, TraceContext
 from consent.errors import InvalidTokenError
 from consent.resource import Refusal
 from consent.schemas import PrivacyOfficerPrincipal, ResidentPrincipal
-from kluis.api.deps import NowDep, ServicesDep, TraceDep
+from kluis.api.deps import NowDep, ServicesDep
 from kluis.wiring import Services
 from vault.schemas import AccessGrant
 from vault.services import Context
@@ -36,10 +37,6 @@ def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> tu
     if scheme.lower() not in schemes or not token:
         raise InvalidTokenError("token_missing")
     return scheme.lower(), token
-
-
-async def get_grant(request: Request, services: ServicesDep, trace: TraceDep, now: NowDep) -> AccessGrant:
-    return await resolve_grant(request, services, trace, now)
 
 
 async def resolve_grant(
@@ -97,6 +94,5 @@ def get_privacy_officer(request: Request, services: ServicesDep, now: NowDep) ->
         return services.oauth.guard.privacy_officer(session, token, now)
 
 
-GrantDep = Annotated[AccessGrant, Depends(get_grant)]
 ResidentDep = Annotated[ResidentPrincipal, Depends(get_resident)]
 PrivacyOfficerDep = Annotated[PrivacyOfficerPrincipal, Depends(get_privacy_officer)]

@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import update
 from sqlmodel import col
 
 from audit import leaf, tags
@@ -33,7 +34,7 @@ from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter
 from kluis.observability import GRANT_STATES, KNOWN_TAGS, Metrics, StoreFigures, StoreQueries
 from kluis.wiring import Services, build_services, initialise, utcnow
-from tests.conftest import POSTGRES_URL, postgres_schema_url
+from tests.conftest import postgres_schema
 from tests.e2e.conftest import development_settings, free_port, live_server
 from tests.e2e.test_consent_flow import CIBA, operator
 
@@ -55,14 +56,10 @@ class World:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    schema = None
+    schemas = ExitStack()
     overrides: dict[str, Any] = {"poll_interval_seconds": 1, "checkpoint_interval_seconds": 0}
     if request.param == "postgres":
-        schema = "metrics_" + secrets.token_hex(5)
-        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        overrides["database_url"] = postgres_schema_url(schema)
+        overrides["database_url"] = schemas.enter_context(postgres_schema("metrics_"))
     data_dir: Path = tmp_path_factory.mktemp("metrics")
     settings = development_settings(data_dir, free_port(), **overrides)
     services = build_services(settings)
@@ -94,10 +91,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             made.base = base
             yield made
     finally:
-        if schema is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
+        schemas.close()
 
 
 def scrape(world: World) -> tuple[str, Samples]:

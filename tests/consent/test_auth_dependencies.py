@@ -12,7 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 from kluis.api import problems
-from kluis.api.auth import GrantDep, PrivacyOfficerDep, ResidentDep
+from kluis.api.auth import PrivacyOfficerDep, ResidentDep
+from kluis.api.dpop import AccessDep
 from kluis.settings import Settings
 from kluis.wiring import Services, build_services, initialise, utcnow
 from vault.models import Tenant
@@ -69,8 +70,8 @@ def http(services: Services) -> Http:
         return {"tenant": principal.tenant_id, "subject": principal.subject}
 
     @app.get("/records")
-    def records(grant: GrantDep) -> dict[str, str]:
-        return {"grant": grant.grant_id}
+    def records(access: AccessDep) -> dict[str, str]:
+        return {"grant": access.grant.grant_id}
 
     return Http(app)
 

@@ -9,8 +9,8 @@ problem+json with an audit entry, never a 5xx.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import text, update
 from sqlmodel import col
 
 from audit import leaf
 from consent.models import Grant
 from kluis.wiring import build_services, initialise, utcnow
-from tests.conftest import POSTGRES_URL, postgres_schema_url
+from tests.conftest import postgres_schema
 from tests.e2e.conftest import LiveKluis, development_settings, free_port, live_server
 from tests.e2e.test_consent_flow import CIBA, operator
 
@@ -42,14 +42,10 @@ class Setup:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    schema = None
+    schemas = ExitStack()
     overrides: dict[str, Any] = {"poll_interval_seconds": 1}
     if request.param == "postgres":
-        schema = "e2e_" + secrets.token_hex(5)
-        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        overrides["database_url"] = postgres_schema_url(schema)
+        overrides["database_url"] = schemas.enter_context(postgres_schema("e2e_"))
     data_dir: Path = tmp_path_factory.mktemp("data-api")
     settings = development_settings(data_dir, free_port(), **overrides)
     services = build_services(settings)
@@ -104,10 +100,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         with live_server(settings, services):
             yield made
     finally:
-        if schema is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
+        schemas.close()
 
 
 def token_for(
