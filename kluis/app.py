@@ -90,6 +90,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         docs_url="/api/v1/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # Kluis exports its own Prometheus metrics and JSON logs and sets up no OpenTelemetry
+        # provider; FastAPI's native telemetry would still ask the global providers on every
+        # request whether it is on (~15 µs of the data API's read).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.state.settings = settings

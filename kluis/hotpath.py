@@ -42,14 +42,27 @@ WHERE r.id = {p} AND r.tenant_id = {p}
 """
 
 
+_PARSED: dict[Any, datetime] = {}
+_PARSED_MAX = 4096
+
+
 def _time(value: Any) -> datetime | None:
-    """As ``vault.models.UtcDateTime`` reads it: SQLite keeps naive UTC text, PostgreSQL aware values."""
+    """As ``vault.models.UtcDateTime`` reads it: SQLite keeps naive UTC text, PostgreSQL aware values.
+
+    Remembered per value: a read parses the same handful of timestamps (the grant's, the record's)
+    over and over, eleven per read. Datetimes are immutable, so sharing them is safe."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    found = _PARSED.get(value)
+    if found is not None:
+        return found
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(parsed, datetime)
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()  # bounded; refilled by the values in use
+    _PARSED[value] = parsed
+    return parsed
 
 
 def _at(value: Any) -> datetime:
@@ -58,9 +71,20 @@ def _at(value: Any) -> datetime:
     return found
 
 
+_LOADED: dict[str | bytes, tuple[str, ...]] = {}
+
+
 def _json(value: Any) -> list[str]:
-    loaded = json.loads(value) if isinstance(value, str | bytes) else value
-    return [str(v) for v in loaded]
+    """A JSON list of codes (a grant's categories); text from SQLite is remembered like ``_time``."""
+    if not isinstance(value, str | bytes):
+        return [str(v) for v in value]
+    found = _LOADED.get(value)
+    if found is None:
+        found = tuple(str(v) for v in json.loads(value))
+        if len(_LOADED) >= _PARSED_MAX:
+            _LOADED.clear()
+        _LOADED[value] = found
+    return list(found)  # a fresh list each time: the row's list is its own
 
 
 def _bytes(value: Any) -> bytes | None:

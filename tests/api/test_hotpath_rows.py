@@ -70,3 +70,27 @@ def test_the_lean_reads_give_every_field(db: Database) -> None:
     assert resident is not None and record is not None and version is not None
     for model in (Grant, Resident, Record, RecordVersion):
         assert seen[model] == set(model.model_fields), model.__name__
+
+
+def test_remembered_timestamps_read_as_the_column_type_reads_them() -> None:
+    # SQLite gives naive UTC text, PostgreSQL aware datetimes in any zone; both become aware UTC,
+    # and a value read again (now from the cache) is the same instant.
+    from datetime import timedelta, timezone
+
+    amsterdam = timezone(timedelta(hours=1))
+    for raw, expected in (
+        ("2026-11-26 03:00:00.000000", NOW),
+        (NOW.astimezone(amsterdam), NOW),
+        (datetime(2026, 11, 26, 3, 0), NOW),
+    ):
+        first, again = hotpath._time(raw), hotpath._time(raw)
+        assert first == again == expected
+        assert first is not None and first.tzinfo is UTC
+    assert hotpath._time(None) is None
+
+
+def test_remembered_category_lists_are_fresh_lists() -> None:
+    first = hotpath._json('["inkomen", "zorg"]')
+    first.append("changed")  # a row's list is its own: changing it changes no other row
+    assert hotpath._json('["inkomen", "zorg"]') == ["inkomen", "zorg"]
+    assert hotpath._json(["a"]) == ["a"]
