@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from audit.schemas import Actor, TraceContext
 from consent.errors import InvalidTokenError
-from consent.resource import Refusal
+from consent.resource import GrantFetcher, Refusal
 from consent.schemas import PrivacyOfficerPrincipal, ResidentPrincipal
 from kluis.api.deps import NowDep, ServicesDep
 from kluis.wiring import Services
@@ -40,18 +40,26 @@ def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> tu
 
 
 async def resolve_grant(
-    request: Request, services: Services, trace: TraceContext, now: datetime
+    request: Request,
+    services: Services,
+    trace: TraceContext,
+    now: datetime,
+    fetch: GrantFetcher | None = None,
 ) -> AccessGrant:
-    """The live grant behind the request's access token; refusals tied to a client are audited."""
+    """The live grant behind the request's access token; refusals tied to a client are audited.
+
+    ``fetch`` reads the grant (default: ``services.lean.grant``); the record read passes one that
+    reads the record in the same statement (``kluis.hotpath.RecordPrefetch``)."""
     scheme, token = bearer_token(request, ("bearer", "dpop"))
     guard = services.oauth.guard
+    fetcher = fetch or services.lean.grant
 
     def decide() -> AccessGrant | Refusal:
         verified = services.oauth.tokens.cached_access_token(token, now)
         if verified is not None:  # verified before: no signature check, no ORM session
-            return guard.decide_fetched(verified, now, services.lean.grant)
+            return guard.decide_fetched(verified, now, fetcher)
         with services.db.read_session() as session:
-            return guard.check(session, token, now, fetch=services.lean.grant)
+            return guard.check(session, token, now, fetch=fetcher)
 
     # Every data-API request passes here: on SQLite the two look-ups take microseconds and are
     # cheaper inline than a hop to the thread pool; PostgreSQL round trips go to the pool.

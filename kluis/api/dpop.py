@@ -20,6 +20,7 @@ from audit.schemas import TraceContext
 from consent.dpop import MAX_AGE_SECONDS, verify_proof
 from consent.errors import InvalidDpopProofError
 from consent.models import UsedAssertion
+from consent.resource import GrantFetcher
 from kluis.api.auth import bearer_token, resolve_grant
 from kluis.api.deps import services_of, trace_of
 from kluis.wiring import Services, utcnow
@@ -50,10 +51,15 @@ async def department_access(request: Request) -> DepartmentAccess:
     """One dependency for the whole data API, on purpose: FastAPI resolves each (sub-)dependency
     with a fixed overhead that, with the six small ones this replaced, cost more than the read
     itself (docs/performance.md)."""
+    return await department_access_fetching(request, None)
+
+
+async def department_access_fetching(request: Request, fetch: GrantFetcher | None) -> DepartmentAccess:
+    """``department_access`` with the grant read by ``fetch`` (see ``resolve_grant``)."""
     services = services_of(request)
     trace = trace_of(request)
     now = utcnow()
-    grant = await resolve_grant(request, services, trace, now)
+    grant = await resolve_grant(request, services, trace, now, fetch)
     return DepartmentAccess(await checked_grant(grant, request, services, now), services, trace, now)
 
 

@@ -72,6 +72,75 @@ def test_the_lean_reads_give_every_field(db: Database) -> None:
         assert seen[model] == set(model.model_fields), model.__name__
 
 
+GRANT_ROW = (
+    "g",
+    "t",
+    "r",
+    "d",
+    "inkomen",
+    "c",
+    "q",
+    "p",
+    "consent",
+    '["a"]',
+    '["b"]',
+    NOW,
+    NOW,
+    None,
+    None,
+    NOW,
+    None,
+    None,
+)
+RECORD_ROW = ("r", "t", b"p", b"k", 1, "a", NOW, None, "rec", 1, NOW, NOW, 1, "brp", NOW, b"c")
+VERIFIED = type("Verified", (), {"jti": "j", "grant_id": "g"})()
+
+
+def test_one_statement_reads_what_the_two_look_ups_read(db: Database) -> None:
+    lean = hotpath.LeanReads(db)
+    rows = {
+        lean.grant_sql: GRANT_ROW,
+        lean.record_sql: RECORD_ROW,
+        lean.grant_and_record_sql: GRANT_ROW + RECORD_ROW,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lean, "_one", lambda sql, params: rows[sql])
+        separate = lean.grant(VERIFIED), lean.record("t", "r", "inkomen")
+        prefetch = lean.prefetch("inkomen")
+        together = prefetch(VERIFIED), prefetch.rows_for("t", "r", "inkomen")
+        asked: list[str] = []
+
+        def counting(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+            asked.append(sql)
+            return rows[sql]
+
+        patch.setattr(lean, "_one", counting)
+        # Rows of another grant or category are never handed out: those get a look-up of their own.
+        other = prefetch.rows_for("t", "r", "zorg")
+        assert asked == [lean.record_sql] and other[1] is not None and other[1].category == "zorg"
+        prefetch.rows_for("t", "other", "inkomen")
+        assert asked == [lean.record_sql, lean.record_sql]
+    lean.close()
+    assert separate[0] is not None and together[0] is not None
+    assert [m.__dict__ for m in separate[0][:1]] == [m.__dict__ for m in together[0][:1]]
+    assert separate[0][1:] == together[0][1:]
+    assert dicts(separate[1]) == dicts(together[1])
+
+
+def dicts(rows: tuple[Any, ...]) -> list[Any]:
+    return [row.__dict__ if row is not None else None for row in rows]
+
+
+def test_the_resident_of_another_tenant_is_not_read_with_a_grant(db: Database) -> None:
+    lean = hotpath.LeanReads(db)
+    prefetch = lean.prefetch("inkomen")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lean, "_one", lambda sql, params: (*GRANT_ROW, "r", "other-tenant", *RECORD_ROW[2:]))
+        assert prefetch(VERIFIED) is not None
+    lean.close()
+    assert prefetch.rows == (None, None, None)
+
+
 def test_remembered_timestamps_read_as_the_column_type_reads_them() -> None:
     # SQLite gives naive UTC text, PostgreSQL aware datetimes in any zone; both become aware UTC,
     # and a value read again (now from the cache) is the same instant.
