@@ -140,8 +140,6 @@ class LeanReads:
             cursor.execute(sql, params)
             row = cursor.fetchone()
             cursor.close()
-            if not self.db.is_sqlite:
-                connection.rollback()  # end the read transaction psycopg opened
         except BaseException:
             connection.close()  # a connection in an unknown state is not reused
             raise
@@ -156,8 +154,13 @@ class LeanReads:
             if self._idle:
                 return self._idle.pop()
         proxy = self.db.read_engine.raw_connection()
-        connection = proxy.driver_connection
+        connection: Any = proxy.driver_connection
         proxy.detach()  # ours now; the pool opens another for itself
+        if not self.db.is_sqlite:
+            # One statement is one snapshot: no transaction around it, so no ROLLBACK round trip
+            # after each look-up (the look-up is one round trip to PostgreSQL instead of two).
+            connection.rollback()
+            connection.autocommit = True
         return connection
 
     def close(self) -> None:
@@ -207,12 +210,17 @@ class RecordPrefetch:
             self.rows = _record_of(resident_row, self.category)
         return found
 
+    def covers(self, tenant_id: str, resident_id: str, category: str) -> bool:
+        """Whether the prefetched rows are those of this resident and category."""
+        if self.rows is None or category != self.category:
+            return False
+        resident = self.rows[0]
+        return resident is None or (resident.tenant_id == tenant_id and resident.id == resident_id)
+
     def rows_for(self, tenant_id: str, resident_id: str, category: str) -> RecordRows:
         """The prefetched rows if they are of this grant and category, else a look-up of their own."""
-        if self.rows is not None and category == self.category:
-            resident = self.rows[0]
-            if resident is None or (resident.tenant_id == tenant_id and resident.id == resident_id):
-                return self.rows
+        if self.rows is not None and self.covers(tenant_id, resident_id, category):
+            return self.rows
         return self.lean.record(tenant_id, resident_id, category)
 
 

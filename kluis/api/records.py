@@ -176,9 +176,11 @@ async def read_record(request: Request) -> Response:
             ctx, grant, category, resident, record, version, fields=_fields(fields)
         )
 
-    # SQLite look-ups take microseconds: cheaper inline than a thread hop. Network round trips to
-    # PostgreSQL would stall the event loop, so those run in the thread pool.
-    outcome = decide() if services.db.is_sqlite else await run_in_threadpool(decide)
+    # Usually the rows came with the grant: no look-up left. Otherwise SQLite look-ups take
+    # microseconds (cheaper inline than a thread hop), and network round trips to PostgreSQL would
+    # stall the event loop, so those run in the thread pool.
+    inline = services.db.is_sqlite or prefetch.covers(grant.tenant_id, grant.resident_id, category)
+    outcome = decide() if inline else await run_in_threadpool(decide)
     await services.audit_writer.append(outcome.event)
     content = outcome.result()
     # Serialised here, once: returning the model would have FastAPI validate it again against the
