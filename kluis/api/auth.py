@@ -13,6 +13,7 @@ The tenant always comes from the verified token, never from the URL.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -21,12 +22,15 @@ from starlette.concurrency import run_in_threadpool
 
 from audit.schemas import Actor, TraceContext
 from consent.errors import InvalidTokenError
+from consent.models import Grant
 from consent.resource import GrantFetcher, Refusal
-from consent.schemas import PrivacyOfficerPrincipal, ResidentPrincipal
+from consent.schemas import PrivacyOfficerPrincipal, ResidentPrincipal, VerifiedToken
 from kluis.api.deps import NowDep, ServicesDep
 from kluis.wiring import Services
 from vault.schemas import AccessGrant
 from vault.services import Context
+
+AsyncGrantFetcher = Callable[[VerifiedToken], Awaitable["tuple[Grant, datetime | None, bool] | None"]]
 
 
 def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> tuple[str, str]:
@@ -45,11 +49,13 @@ async def resolve_grant(
     trace: TraceContext,
     now: datetime,
     fetch: GrantFetcher | None = None,
+    fetch_async: AsyncGrantFetcher | None = None,
 ) -> AccessGrant:
     """The live grant behind the request's access token; refusals tied to a client are audited.
 
     ``fetch`` reads the grant (default: ``services.lean.grant``); the record read passes one that
-    reads the record in the same statement (``kluis.hotpath.RecordPrefetch``)."""
+    reads the record in the same statement (``kluis.hotpath.RecordPrefetch``). ``fetch_async``, on
+    PostgreSQL, reads it on the event loop when the token was verified before."""
     scheme, token = bearer_token(request, ("bearer", "dpop"))
     guard = services.oauth.guard
     fetcher = fetch or services.lean.grant
@@ -63,7 +69,13 @@ async def resolve_grant(
 
     # Every data-API request passes here: on SQLite the two look-ups take microseconds and are
     # cheaper inline than a hop to the thread pool; PostgreSQL round trips go to the pool.
-    outcome = decide() if services.db.is_sqlite else await run_in_threadpool(decide)
+    verified = services.oauth.tokens.cached_access_token(token, now) if fetch_async else None
+    if verified is not None and fetch_async is not None:
+        # The common case on PostgreSQL: one look-up, awaited on the loop (no thread, no session).
+        found = await fetch_async(verified)
+        outcome = guard.decide_fetched(verified, now, lambda _verified: found)
+    else:
+        outcome = decide() if services.db.is_sqlite else await run_in_threadpool(decide)
     if not isinstance(outcome, Refusal):
         # RFC 9449 §7.1: a DPoP-bound token is never accepted as a plain bearer token, and the
         # DPoP scheme is only for bound tokens. (The proof itself is checked by the data API.)

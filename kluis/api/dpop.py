@@ -21,7 +21,7 @@ from consent.dpop import MAX_AGE_SECONDS, verify_proof
 from consent.errors import InvalidDpopProofError
 from consent.models import UsedAssertion
 from consent.resource import GrantFetcher
-from kluis.api.auth import bearer_token, resolve_grant
+from kluis.api.auth import AsyncGrantFetcher, bearer_token, resolve_grant
 from kluis.api.deps import services_of, trace_of
 from kluis.wiring import Services, utcnow
 from vault.schemas import AccessGrant
@@ -54,12 +54,15 @@ async def department_access(request: Request) -> DepartmentAccess:
     return await department_access_fetching(request, None)
 
 
-async def department_access_fetching(request: Request, fetch: GrantFetcher | None) -> DepartmentAccess:
-    """``department_access`` with the grant read by ``fetch`` (see ``resolve_grant``)."""
+async def department_access_fetching(
+    request: Request, fetch: GrantFetcher | None, fetch_async: AsyncGrantFetcher | None = None
+) -> DepartmentAccess:
+    """``department_access`` with the grant read by ``fetch`` or ``fetch_async`` (see
+    ``resolve_grant``)."""
     services = services_of(request)
     trace = trace_of(request)
     now = utcnow()
-    grant = await resolve_grant(request, services, trace, now, fetch)
+    grant = await resolve_grant(request, services, trace, now, fetch, fetch_async)
     return DepartmentAccess(await checked_grant(grant, request, services, now), services, trace, now)
 
 

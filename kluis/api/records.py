@@ -163,8 +163,11 @@ async def read_record(request: Request) -> Response:
     # the access token first, then the parameters; same checks, same problem documents.
     # The grant's look-up also reads the record it would give (one statement instead of two); the
     # category is a bound parameter there, checked below like every parameter, after the token.
-    prefetch = services_of(request).lean.prefetch(request.path_params["category"])
-    access = await department_access_fetching(request, prefetch)
+    lean = services_of(request).lean
+    prefetch = lean.prefetch(request.path_params["category"])
+    access = await department_access_fetching(
+        request, prefetch, prefetch.fetch_async if lean.is_async else None
+    )
     category, fields = _read_parameters(request)
     services, grant, ctx = access.services, access.grant, access.ctx
     # Decide and decrypt, then hand the audit entry to the group committer and answer only once it
