@@ -164,16 +164,18 @@ def append_many_dbapi(
     """
     if not events:
         return []
-    objects = [leaf.leaf_object(0, event) for event in events]  # validate all before writing
-    by_tenant: dict[str, list[int]] = {}
-    for position, event in enumerate(events):
-        by_tenant.setdefault(event.tenant, []).append(position)
+    objects, by_tenant = _validated(events)
     results: list[AppendedEntry | None] = [None] * len(events)
     writer = _Writer(dbapi_connection.cursor(), postgres=postgres, integrity_error=integrity_error)
     try:
         for tenant_id in sorted(by_tenant):  # one lock order for every writer: batches never deadlock
             positions = by_tenant[tenant_id]
-            appended = _append_tenant(writer, tenant_id, [objects[p] for p in positions])
+            old_size, frontier = writer.lock(tenant_id)
+            entries, nodes, state, appended = _plan(
+                tenant_id, old_size, frontier, [objects[p] for p in positions]
+            )
+            if writer.write(entries, nodes, state) != 1:  # someone moved the state without the lock
+                raise LogStateError
             for position, entry in zip(positions, appended, strict=True):
                 results[position] = entry
     finally:
@@ -181,8 +183,55 @@ def append_many_dbapi(
     return [entry for entry in results if entry is not None]
 
 
-def _append_tenant(writer: _Writer, tenant_id: str, objects: list[dict[str, Any]]) -> list[AppendedEntry]:
-    old_size, frontier = writer.lock(tenant_id)
+async def append_many_async(
+    connection: Any, events: Sequence[AuditEvent], *, integrity_error: type[Exception]
+) -> list[AppendedEntry]:
+    """``append_many_dbapi`` on a psycopg ``AsyncConnection`` (PostgreSQL) whose transaction the
+    caller holds: the same statements, each round trip awaited instead of waited for in a thread."""
+    if not events:
+        return []
+    objects, by_tenant = _validated(events)
+    results: list[AppendedEntry | None] = [None] * len(events)
+    async with connection.cursor() as cursor:
+        writer = _Writer(cursor, postgres=True, integrity_error=integrity_error)
+        for tenant_id in sorted(by_tenant):  # the same lock order as every other writer
+            positions = by_tenant[tenant_id]
+            await cursor.execute(*writer.lock_statement(tenant_id))
+            old_size, frontier = _state_of(await cursor.fetchone())
+            entries, nodes, state, appended = _plan(
+                tenant_id, old_size, frontier, [objects[p] for p in positions]
+            )
+            try:
+                for many, sql, params in writer.write_statements(entries, nodes, state):
+                    await (cursor.executemany(sql, params) if many else cursor.execute(sql, params))
+            except integrity_error as exc:  # a row already holds one of "our" positions
+                raise LogStateError from exc
+            if cursor.rowcount != 1:
+                raise LogStateError
+            for position, entry in zip(positions, appended, strict=True):
+                results[position] = entry
+    return [entry for entry in results if entry is not None]
+
+
+def _validated(events: Sequence[AuditEvent]) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """Every event's entry object (all validated before anything is written), positions by tenant."""
+    objects = [leaf.leaf_object(0, event) for event in events]
+    by_tenant: dict[str, list[int]] = {}
+    for position, event in enumerate(events):
+        by_tenant.setdefault(event.tenant, []).append(position)
+    return objects, by_tenant
+
+
+def _state_of(row: Any) -> tuple[int, bytes]:
+    if row is None:
+        raise UnknownLogError
+    return int(row[0]), bytes(row[1])
+
+
+def _plan(
+    tenant_id: str, old_size: int, frontier: bytes, objects: list[dict[str, Any]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[Any, ...], list[AppendedEntry]]:
+    """The rows of one tenant's append after ``old_size`` entries: entries, nodes, new state."""
     try:
         edge = merkle.CompactRange.from_bytes(old_size, frontier)
     except ValueError as exc:
@@ -198,9 +247,7 @@ def _append_tenant(writer: _Writer, tenant_id: str, objects: list[dict[str, Any]
         nodes.extend((tenant_id, level, index, value) for level, index, value in edge.append(digest))
         appended.append(AppendedEntry(seq=seq, leaf_hash=digest))
     state = (edge.size, edge.root(), edge.to_bytes(), tenant_id, old_size)
-    if writer.write(entries, nodes, state) != 1:  # someone moved the state without holding the lock
-        raise LogStateError
-    return appended
+    return entries, nodes, state, appended
 
 
 _ENTRY_COLUMNS = ("tenant_id", "seq", "leaf_hash", "leaf_bytes", *leaf.COLUMNS)
@@ -228,39 +275,48 @@ class _Writer:
         self.cursor.close()
 
     def lock(self, tenant_id: str) -> tuple[int, bytes]:
+        self.cursor.execute(*self.lock_statement(tenant_id))
+        return _state_of(self.cursor.fetchone())
+
+    def lock_statement(self, tenant_id: str) -> tuple[str, tuple[str]]:
         sql = f"SELECT size, frontier FROM audit_log_state WHERE tenant_id = {self.mark}"  # noqa: S608 - constants only
-        self.cursor.execute(sql + (" FOR UPDATE" if self.postgres else ""), (tenant_id,))
-        row = self.cursor.fetchone()
-        if row is None:
-            raise UnknownLogError
-        return int(row[0]), bytes(row[1])
+        return sql + (" FOR UPDATE" if self.postgres else ""), (tenant_id,)
 
     def write(
         self, entries: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], state: tuple[Any, ...]
     ) -> int:
         """Insert ``entries`` and ``nodes``, then move the state; return the updated row count."""
+        try:
+            for many, sql, params in self.write_statements(entries, nodes, state):
+                (self.cursor.executemany if many else self.cursor.execute)(sql, params)
+            return int(self.cursor.rowcount)
+        except self.integrity_error as exc:  # a row already holds one of "our" positions
+            raise LogStateError from exc
+
+    def write_statements(
+        self, entries: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], state: tuple[Any, ...]
+    ) -> list[tuple[bool, str, Any]]:
+        """``(executemany?, sql, parameters)`` of an append's writes; the last one moves the state."""
         m = self.mark
         update = (
             f"UPDATE audit_log_state SET size = {m}, root_hash = {m}, frontier = {m} "  # noqa: S608 - constants only
             f"WHERE tenant_id = {m} AND size = {m}"
         )
-        try:
-            if self.postgres and len(entries) <= self.SMALL_BATCH:
-                # One round trip: the inserts as data-modifying CTEs of the state update (multi-row
-                # VALUES only pay off for small batches; large ones go pipelined below).
-                ctes = [f"e AS ({self._insert('audit_entry', _ENTRY_COLUMNS, len(entries))})"]
-                if nodes:
-                    ctes.append(f"n AS ({self._insert('audit_node', _NODE_COLUMNS, len(nodes))})")
-                params = [value for row in (*entries, *nodes, state) for value in row]
-                self.cursor.execute(f"WITH {', '.join(ctes)} {update}", params)
-            else:
-                self.cursor.executemany(self._insert("audit_entry", _ENTRY_COLUMNS, 1), entries)
-                if nodes:
-                    self.cursor.executemany(self._insert("audit_node", _NODE_COLUMNS, 1), nodes)
-                self.cursor.execute(update, state)
-            return int(self.cursor.rowcount)
-        except self.integrity_error as exc:  # a row already holds one of "our" positions
-            raise LogStateError from exc
+        if self.postgres and len(entries) <= self.SMALL_BATCH:
+            # One round trip: the inserts as data-modifying CTEs of the state update (multi-row
+            # VALUES only pay off for small batches; large ones go as executemany below).
+            ctes = [f"e AS ({self._insert('audit_entry', _ENTRY_COLUMNS, len(entries))})"]
+            if nodes:
+                ctes.append(f"n AS ({self._insert('audit_node', _NODE_COLUMNS, len(nodes))})")
+            params = [value for row in (*entries, *nodes, state) for value in row]
+            return [(False, f"WITH {', '.join(ctes)} {update}", params)]
+        statements: list[tuple[bool, str, Any]] = [
+            (True, self._insert("audit_entry", _ENTRY_COLUMNS, 1), entries)
+        ]
+        if nodes:
+            statements.append((True, self._insert("audit_node", _NODE_COLUMNS, 1), nodes))
+        statements.append((False, update, state))
+        return statements
 
     def _insert(self, table: str, columns: tuple[str, ...], rows: int) -> str:
         row = "(" + ", ".join([self.mark] * len(columns)) + ")"

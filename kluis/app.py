@@ -80,9 +80,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 signer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await signer
-            if services.lean.is_async:
-                await services.lean.aclose()  # the loop's connections, on their loop
-            services.close()
+            await services.aclose()
 
     app = FastAPI(
         title="Kluis",

@@ -18,8 +18,12 @@ Two ways to write a batch:
   waited to get it back: a GIL convoy that cost more than the fsync (docs/performance.md). The
   connection does not wait for locks on the loop: if another writer holds the database (a portal
   write, an import), the batch goes to the writer thread, which may wait.
-- **On a writer thread (PostgreSQL, and SQLite when the database is busy).** The commit is a network
-  round trip, and the thread keeps the loop serving while it waits.
+- **Awaited on the event loop (PostgreSQL).** The batch's statements and its COMMIT go over a psycopg
+  ``AsyncConnection`` kept for this: every round trip is awaited, so the loop serves other requests
+  meanwhile, and no thread takes the GIL from it (on a writer thread, the same convoy as above cost
+  PostgreSQL reads most of their throughput). Entries queued meanwhile form the next batch.
+- **On a writer thread (SQLite when the database is busy).** The thread waits for the lock and keeps
+  the loop serving meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from audit import services as audit_log
 from audit.schemas import AuditEvent
@@ -56,6 +62,14 @@ class AuditGroupCommitter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._inline = db.is_sqlite
+        self._conninfo = (
+            None
+            if db.is_sqlite
+            else make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        self._async_connection: Any = None  # psycopg AsyncConnection of the loop below (PostgreSQL)
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
         self._pending: list[tuple[AuditEvent, asyncio.Future[int]]] = []
         self._connection: sqlite3.Connection | None = None
         self._committer: ThreadPoolExecutor | None = None
@@ -80,14 +94,79 @@ class AuditGroupCommitter:
 
     async def append(self, event: AuditEvent) -> int:
         """Append ``event`` and wait until it is durable. Raises if the batch failed."""
-        if not self._inline:
-            return await asyncio.wrap_future(self.submit(event))
+        if self._closed:
+            raise AuditWriterClosedError
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         self._pending.append((event, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush_inline)
+            loop.call_soon(self._flush_inline if self._inline else self._flush_async)
         return await future
+
+    # -- PostgreSQL: awaited on the loop --------------------------------------------------------
+    def _flush_async(self) -> None:
+        if self._in_flight:
+            return  # the running batch starts the next one when it is done
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if self._closed:
+            _fail(batch, AuditWriterClosedError())
+            return
+        self._in_flight = True
+        self._task = asyncio.get_running_loop().create_task(self._write_async(batch))
+
+    async def _write_async(self, batch: list[tuple[AuditEvent, asyncio.Future[int]]]) -> None:
+        import psycopg
+
+        events = [event for event, _ in batch]
+        try:
+            connection = await self._connection_async()
+            try:
+                appended = await audit_log.append_many_async(
+                    connection, events, integrity_error=psycopg.IntegrityError
+                )
+                await connection.commit()
+            except BaseException:
+                if connection.broken:
+                    self._async_connection = None  # a new one for the next batch
+                else:
+                    await connection.rollback()
+                raise
+        except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
+            _fail(batch, exc)
+        else:
+            self._committed(events)
+            for (_, future), entry in zip(batch, appended, strict=True):
+                if not future.done():  # a request cancelled meanwhile (client gone) has no one to tell
+                    future.set_result(entry.seq)
+        finally:
+            self._in_flight = False
+            self._task = None
+            if self._pending:
+                self._flush_async()
+
+    async def _connection_async(self) -> Any:
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        if self._async_loop is not loop:  # a new loop (a new server in this process)
+            _finish(self._async_connection)
+            self._async_connection, self._async_loop = None, loop
+        if self._async_connection is None:
+            assert self._conninfo is not None
+            self._async_connection = await psycopg.AsyncConnection.connect(self._conninfo)
+        return self._async_connection
+
+    async def aclose(self) -> None:
+        """``close`` at the server's shutdown, on its loop: the batch in flight commits first."""
+        self._closed = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._async_connection is not None:
+            connection, self._async_connection = self._async_connection, None
+            await connection.close()
+        self.close()
 
     def _flush_inline(self) -> None:
         if self._in_flight:
@@ -170,6 +249,8 @@ class AuditGroupCommitter:
 
     def close(self) -> None:
         self._closed = True
+        _finish(self._async_connection)  # without a loop to await on (aclose closes it properly)
+        self._async_connection = None
         if self._committer is not None:
             self._committer.shutdown(wait=True)  # a commit in flight finishes first
             self._committer = None
@@ -222,6 +303,12 @@ class AuditWriterClosedError(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("the audit writer is closed")
+
+
+def _finish(connection: Any) -> None:
+    """Close a psycopg AsyncConnection without awaiting: end its libpq connection."""
+    if connection is not None and not connection.closed:
+        connection.pgconn.finish()
 
 
 def _fail(batch: list[tuple[AuditEvent, asyncio.Future[int]]], exc: BaseException) -> None:

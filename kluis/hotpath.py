@@ -212,6 +212,10 @@ class LeanReads:
         with self._lock:
             while self._idle:
                 self._idle.pop().close()
+        idle, self._async_idle = self._async_idle, []
+        for connection in idle:  # no loop to await on here (aclose closes them properly)
+            if not connection.closed:
+                connection.pgconn.finish()
 
     def grant(self, verified: VerifiedToken) -> tuple[Grant, datetime | None, bool] | None:
         """A ``consent.resource.GrantFetcher``: the grant, the resident's erasure, token revocation."""

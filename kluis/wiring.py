@@ -118,6 +118,14 @@ class Services:
             self._connectors = Connectors(self.settings)
         return self._connectors
 
+    async def aclose(self) -> None:
+        """``close`` on the server's event loop: what lives on the loop is closed on it first."""
+        if self._audit_writer is not None:
+            await self._audit_writer.aclose()  # the batch in flight commits first
+        if self._lean is not None:
+            await self._lean.aclose()
+        self.close()
+
     def close(self) -> None:
         if self._audit_writer is not None:
             self._audit_writer.close()

@@ -109,7 +109,7 @@ def test_close_finishes_the_commit_in_flight(log_db: Database) -> None:
         pending = [asyncio.ensure_future(writer.append(event(i))) for i in range(5)]
         await asyncio.sleep(0)  # the five queue their entries
         await asyncio.sleep(0)  # the batch has started; its commit may still be running
-        writer.close()  # as at shutdown: returns once the batch is durable
+        await writer.aclose()  # as at shutdown: returns once the batch is durable
         durable_at_close = stored_seqs(log_db)
         return durable_at_close, list(await asyncio.gather(*pending))
 
