@@ -16,6 +16,28 @@ from kluis.db import Database
 from vault.models import Record, RecordVersion, Resident
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+GRANT_ROW = (
+    "g",
+    "t",
+    "r",
+    "d",
+    "inkomen",
+    "c",
+    "q",
+    "p",
+    "consent",
+    '["a"]',
+    '["b"]',
+    NOW,
+    NOW,
+    None,
+    None,
+    NOW,
+    None,
+    None,
+)
+RECORD_ROW = ("r", "t", b"p", b"k", 1, "a", NOW, None, "rec", 1, NOW, NOW, 1, "brp", NOW, b"c")
+VERIFIED = type("Verified", (), {"jti": "j", "grant_id": "g"})()
 
 
 @pytest.mark.parametrize("model", [Grant, Resident, Record, RecordVersion])
@@ -48,59 +70,16 @@ def test_the_lean_reads_give_every_field(db: Database) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(hotpath, "_row", recording)
         grant_sql, record_sql = lean.grant_sql, lean.record_sql
-        row = (
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            "x",
-            '["a"]',
-            '["b"]',
-            NOW,
-            NOW,
-            None,
-            None,
-            NOW,
-            None,
-            None,
-        )
+        row = GRANT_ROW
         patch.setattr(lean, "_one", lambda sql, params: row if sql == grant_sql else None)
-        assert lean.grant(type("Verified", (), {"jti": "j", "grant_id": "g"})()) is not None
-        record_row = ("r", "t", b"p", b"k", 1, "a", NOW, None, "rec", 1, NOW, NOW, 1, "brp", NOW, b"c")
+        assert lean.grant(VERIFIED) is not None
+        record_row = RECORD_ROW
         patch.setattr(lean, "_one", lambda sql, params: record_row if sql == record_sql else None)
         resident, record, version = lean.record("t", "r", "inkomen")
     lean.close()
     assert resident is not None and record is not None and version is not None
     for model in (Grant, Resident, Record, RecordVersion):
         assert seen[model] == set(model.model_fields), model.__name__
-
-
-GRANT_ROW = (
-    "g",
-    "t",
-    "r",
-    "d",
-    "inkomen",
-    "c",
-    "q",
-    "p",
-    "consent",
-    '["a"]',
-    '["b"]',
-    NOW,
-    NOW,
-    None,
-    None,
-    NOW,
-    None,
-    None,
-)
-RECORD_ROW = ("r", "t", b"p", b"k", 1, "a", NOW, None, "rec", 1, NOW, NOW, 1, "brp", NOW, b"c")
-VERIFIED = type("Verified", (), {"jti": "j", "grant_id": "g"})()
 
 
 def test_one_statement_reads_what_the_two_look_ups_read(db: Database) -> None:
