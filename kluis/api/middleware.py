@@ -60,6 +60,13 @@ class KluisMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.hsts = hsts
+        security = SECURITY_HEADERS if hsts else SECURITY_HEADERS[:1] + SECURITY_HEADERS[2:]
+        # The headers every response of a kind gets (only the request id differs per request),
+        # built once: pages, the other machine endpoints, and the versioned API.
+        no_store = (b"cache-control", b"no-store")
+        self._page_headers = (*security, no_store, (b"content-security-policy", PAGE_CSP))
+        self._machine_headers = (*security, no_store, (b"content-security-policy", API_CSP))
+        self._api_headers = (*self._machine_headers, (b"api-version", API_VERSION.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,38 +75,55 @@ class KluisMiddleware:
         rid = random_hex_id(8)  # a correlation id, not a secret (see audit.schemas)
         scope["kluis.request_id"] = rid
         scope.setdefault("state", {})["request_id"] = rid
+        # One pass over the request headers for what this middleware needs of them.
+        header_bytes, traceparent, declared, content_type = 0, None, None, b""
+        for name, value in scope.get("headers", []):
+            header_bytes += len(name) + len(value)
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"content-length":
+                declared = value
+            elif name == b"content-type":
+                content_type = value
         # One trace context per request, made here: the audit entries (through deps.trace_of) and
         # the log lines (through the context variable) carry the same trace id.
-        traceparent = next((v for k, v in scope.get("headers", []) if k == b"traceparent"), None)
         trace = TraceContext.from_traceparent(traceparent.decode("latin-1") if traceparent else None)
         scope["kluis.trace"] = trace
         trace_token = current_trace_id.set(trace.trace_id)
         try:
-            await self._handle(scope, receive, send, rid)
+            await self._handle(scope, receive, send, rid, header_bytes, declared, content_type)
         finally:
             current_trace_id.reset(trace_token)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        header_bytes: int,
+        declared: bytes | None,
+        content_type: bytes,
+    ) -> None:
         path: str = scope.get("path", "")
-        is_api = path.startswith(("/api/", "/oauth/", "/.well-known/", "/health", "/metrics"))
-        extra = [
-            (b"x-request-id", rid.encode()),
-            (b"cache-control", b"no-store"),
-            (b"content-security-policy", API_CSP if is_api else PAGE_CSP),
-        ]
         if path.startswith("/api/"):
-            extra.append((b"api-version", API_VERSION.encode()))
-        security = SECURITY_HEADERS if self.hsts else SECURITY_HEADERS[:1] + SECURITY_HEADERS[2:]
+            added = self._api_headers
+        elif path.startswith(("/oauth/", "/.well-known/", "/health", "/metrics")):
+            added = self._machine_headers
+        else:
+            added = self._page_headers
+        request_id = (b"x-request-id", rid.encode())
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {k.lower() for k, _ in message.get("headers", [])}
                 headers = list(message.get("headers", []))
-                headers += [(k, v) for k, v in security + extra if k not in present]
+                present = {k.lower() for k, _ in headers}  # what the endpoint set itself stays
+                headers += [(k, v) for k, v in added if k not in present]
+                if b"x-request-id" not in present:
+                    headers.append(request_id)
                 message["headers"] = headers
             await send(message)
 
-        header_bytes = sum(len(k) + len(v) for k, v in scope.get("headers", []))
         if header_bytes > MAX_HEADER_BYTES:
             await self._reject(
                 send_with_headers,
@@ -110,7 +134,6 @@ class KluisMiddleware:
                 rid,
             )
             return
-        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await self._reject(
                 send_with_headers,
@@ -124,7 +147,6 @@ class KluisMiddleware:
 
         received = 0
         limit = self.max_body_bytes
-        content_type = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"")
         scanner = JsonDepthScanner() if b"json" in content_type else None
 
         async def limited_receive() -> Message:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
+from typing_extensions import TypedDict
 
 from kluis.api.deps import services_of
 from kluis.api.dpop import AccessDep, department_access_fetching
@@ -75,7 +76,18 @@ class RecordPublic(BaseModel):
         )
 
 
-RECORD_JSON = TypeAdapter(RecordPublic)
+class RecordBody(TypedDict):
+    """``RecordPublic`` as a dict, for serialising the hot path's answer without building a model
+    (the same JSON, half the cost; compared with the declared response model in the tests)."""
+
+    category: str
+    version: int
+    updated_at: datetime
+    source: str
+    data: dict[str, Any]
+
+
+RECORD_BODY_JSON = TypeAdapter(RecordBody)
 
 
 def _fields(fields: str | None) -> tuple[str, ...] | None:
@@ -188,14 +200,14 @@ async def read_record(request: Request) -> Response:
     content = outcome.result()
     # Serialised here, once: returning the model would have FastAPI validate it again against the
     # response model before serialising it (the values come from our own decrypted record).
-    body = RecordPublic.model_construct(
-        category=content.category,
-        version=content.version,
-        updated_at=content.updated_at,
-        source=content.source,
-        data=content.data,
-    )
-    return Response(RECORD_JSON.dump_json(body), media_type="application/json")
+    body: RecordBody = {
+        "category": content.category,
+        "version": content.version,
+        "updated_at": content.updated_at,
+        "source": content.source,
+        "data": content.data,
+    }
+    return Response(RECORD_BODY_JSON.dump_json(body), media_type="application/json")
 
 
 router.add_api_route(

@@ -149,3 +149,19 @@ def test_remembered_category_lists_are_fresh_lists() -> None:
     first.append("changed")  # a row's list is its own: changing it changes no other row
     assert hotpath._json('["inkomen", "zorg"]') == ["inkomen", "zorg"]
     assert hotpath._json(["a"]) == ["a"]
+
+
+def test_the_read_answer_is_the_declared_response_models_json() -> None:
+    from pydantic import TypeAdapter
+
+    from kluis.api.records import RECORD_BODY_JSON, RecordBody, RecordPublic
+
+    body: RecordBody = {
+        "category": "inkomen",
+        "version": 3,
+        "updated_at": datetime(2026, 12, 4, 8, 0, 0, 123456, tzinfo=UTC),
+        "source": "brp",
+        "data": {"naam": "Zoë", "bedrag": 2100.5, "lijst": [1, None, True], "leeg": {}},
+    }
+    declared = TypeAdapter(RecordPublic).dump_json(RecordPublic(**body))
+    assert RECORD_BODY_JSON.dump_json(body) == declared
