@@ -57,6 +57,7 @@ class World:
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     schemas = ExitStack()
+    request.addfinalizer(schemas.close)  # the schema goes also when the set-up below fails
     overrides: dict[str, Any] = {"poll_interval_seconds": 1, "checkpoint_interval_seconds": 0}
     if request.param == "postgres":
         overrides["database_url"] = schemas.enter_context(postgres_schema("metrics_"))
@@ -86,12 +87,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     made = World(
         "", services, tenant.id, quiet.id, resident.id, resident.audit_pseudonym, (client.id, secret)
     )
-    try:
-        with live_server(settings, services) as base:
-            made.base = base
-            yield made
-    finally:
-        schemas.close()
+    with live_server(settings, services) as base:
+        made.base = base
+        yield made
 
 
 def scrape(world: World) -> tuple[str, Samples]:

@@ -43,6 +43,7 @@ class Setup:
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     schemas = ExitStack()
+    request.addfinalizer(schemas.close)  # the schema goes also when the set-up below fails
     overrides: dict[str, Any] = {"poll_interval_seconds": 1}
     if request.param == "postgres":
         overrides["database_url"] = schemas.enter_context(postgres_schema("e2e_"))
@@ -96,11 +97,8 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                     source="e2e",
                 )
                 services.vault.put_record(s, operator(), resident, "schulden", {"totaal": 50.0}, source="e2e")
-    try:
-        with live_server(settings, services):
-            yield made
-    finally:
-        schemas.close()
+    with live_server(settings, services):
+        yield made
 
 
 def token_for(
