@@ -68,6 +68,14 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    async def connect_async(self, *, autocommit: bool = False) -> Any:
+        """A psycopg ``AsyncConnection`` to this PostgreSQL database, for work awaited on the event
+        loop (the data API's look-up and group commit); it belongs to the loop that opened it."""
+        import psycopg
+
+        url = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return await psycopg.AsyncConnection.connect(url, autocommit=autocommit)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write unit of work. Services commit explicitly; anything uncommitted is rolled back."""
@@ -127,3 +135,9 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(resources.files("migrations")))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def close_now(connection: Any) -> None:
+    """Close an ``AsyncConnection`` without a loop to await on (``close()`` properly awaits)."""
+    if connection is not None and not connection.closed:
+        connection.pgconn.finish()

@@ -2,7 +2,7 @@
 
 A department read must not return data before its audit entry is durable. One fsync per request
 (SQLite ``synchronous=FULL``, PostgreSQL ``synchronous_commit=on``) costs more than everything else
-on the path, so concurrent requests hand their entries to one writer thread that appends them all
+on the path, so concurrent requests hand their entries to one group committer that appends them all
 in one transaction and commits once; each request waits for *its* batch's commit before it answers.
 A failed batch fails every request in it (fail closed) — no data leaves without its entry.
 
@@ -37,11 +37,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from audit import services as audit_log
 from audit.schemas import AuditEvent
-from kluis.db import Database
+from kluis.db import Database, close_now
 
 log = logging.getLogger("kluis.audit")
 _STOP = object()
@@ -62,11 +60,6 @@ class AuditGroupCommitter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._inline = db.is_sqlite
-        self._conninfo = (
-            None
-            if db.is_sqlite
-            else make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        )
         self._async_connection: Any = None  # psycopg AsyncConnection of the loop below (PostgreSQL)
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -147,15 +140,12 @@ class AuditGroupCommitter:
                 self._flush_async()
 
     async def _connection_async(self) -> Any:
-        import psycopg
-
         loop = asyncio.get_running_loop()
         if self._async_loop is not loop:  # a new loop (a new server in this process)
-            _finish(self._async_connection)
+            close_now(self._async_connection)
             self._async_connection, self._async_loop = None, loop
         if self._async_connection is None:
-            assert self._conninfo is not None
-            self._async_connection = await psycopg.AsyncConnection.connect(self._conninfo)
+            self._async_connection = await self._db.connect_async()
         return self._async_connection
 
     async def aclose(self) -> None:
@@ -249,7 +239,7 @@ class AuditGroupCommitter:
 
     def close(self) -> None:
         self._closed = True
-        _finish(self._async_connection)  # without a loop to await on (aclose closes it properly)
+        close_now(self._async_connection)  # without a loop to await on (aclose closes it properly)
         self._async_connection = None
         if self._committer is not None:
             self._committer.shutdown(wait=True)  # a commit in flight finishes first
@@ -303,12 +293,6 @@ class AuditWriterClosedError(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("the audit writer is closed")
-
-
-def _finish(connection: Any) -> None:
-    """Close a psycopg AsyncConnection without awaiting: end its libpq connection."""
-    if connection is not None and not connection.closed:
-        connection.pgconn.finish()
 
 
 def _fail(batch: list[tuple[AuditEvent, asyncio.Future[int]]], exc: BaseException) -> None:

@@ -1,11 +1,12 @@
 """Lean reads for the department read path, the one every API read pays for.
 
 The decisions stay where they belong (``consent.ResourceGuard.decide``, ``VaultService.decide_read``);
-only the fetching is different: one indexed look-up on DB-API connections kept for this path,
-instead of the ORM, which costs ten times more per query than the query itself (see
-``docs/performance.md``). The rows become read-only stand-ins of the models (``_row``): every field
-of the model as a plain attribute, without SQLAlchemy's instrumentation, which cost about half a
-microsecond per attribute read, some forty per read. The deciding code only reads attributes of
+only the fetching is different: one indexed look-up on connections kept for this path (DB-API;
+on PostgreSQL also psycopg ``AsyncConnection``s of the event loop), instead of the ORM, which
+costs ten times more per query than the query itself (see ``docs/performance.md``). The rows
+become read-only stand-ins of the models (``_row``): every field of the model as a plain
+attribute, without SQLAlchemy's instrumentation, which cost about half a microsecond per attribute
+read, some forty per read. The deciding code only reads attributes of
 these models (they have no methods), so it cannot tell how they were read; a stand-in cannot be
 added to a session by mistake either. The values come from our own database, validated when
 written.
@@ -19,48 +20,40 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from consent.models import Grant
 from consent.schemas import VerifiedToken
-from kluis.db import Database
+from kluis.db import Database, close_now
 from vault.models import Record, RecordVersion, Resident
 
-GRANT_SQL = """
-SELECT g.id, g.tenant_id, g.resident_id, g.department_id, g.department_code, g.client_id, g.request_id,
-       g.purpose_code, g.legal_basis, g.categories, g.may_write, g.valid_from, g.valid_until, g.revoked_at,
-       g.tokens_revoked_before, g.created_at, r.erased_at,
-       (SELECT 1 FROM consent_revoked_token t WHERE t.jti = {p} AND t.grant_id = g.id)
-FROM consent_grant g JOIN resident r ON r.id = g.resident_id
-WHERE g.id = {p}
-"""
-RECORD_SQL = """
-SELECT r.id, r.tenant_id, r.bsn_pseudonym, r.wrapped_data_key, r.kek_version, r.audit_pseudonym, r.created_at,
-       r.erased_at, rec.id, rec.current_version, rec.created_at, rec.updated_at, v.version, v.source,
-       v.created_at, v.ciphertext
-FROM resident r
-LEFT JOIN record rec ON rec.tenant_id = r.tenant_id AND rec.resident_id = r.id AND rec.category = {p}
+# What ``_grant_of`` reads: the grant, its resident's erasure, whether this token was revoked.
+_GRANT_COLUMNS = (
+    "g.id, g.tenant_id, g.resident_id, g.department_id, g.department_code, g.client_id, g.request_id",
+    "g.purpose_code, g.legal_basis, g.categories, g.may_write, g.valid_from, g.valid_until, g.revoked_at",
+    "g.tokens_revoked_before, g.created_at, r.erased_at",
+    "(SELECT 1 FROM consent_revoked_token t WHERE t.jti = {p} AND t.grant_id = g.id)",
+)
+GRANT_COLUMNS = 18  # how many; where the record's columns start in GRANT_AND_RECORD_SQL
+# What ``_record_of`` reads: the resident and the current version of one category.
+_RECORD_COLUMNS = (
+    "r.id, r.tenant_id, r.bsn_pseudonym, r.wrapped_data_key, r.kek_version, r.audit_pseudonym, r.created_at",
+    "r.erased_at, rec.id, rec.current_version, rec.created_at, rec.updated_at, v.version, v.source",
+    "v.created_at, v.ciphertext",
+)
+_GRANT_FROM = "FROM consent_grant g JOIN resident r ON r.id = g.resident_id"
+# The data API's grant look-up (parameters: the token's jti, the grant id).
+GRANT_SQL = f"SELECT {', '.join(_GRANT_COLUMNS)} {_GRANT_FROM} WHERE g.id = {{p}}"
+# The record read's one statement: the grant, and for the grant's own resident the current version
+# of the category — one look-up instead of two, one snapshot for the decision and the data
+# (parameters: the token's jti, the category, the grant id).
+GRANT_AND_RECORD_SQL = f"""
+SELECT {", ".join(_GRANT_COLUMNS + _RECORD_COLUMNS)} {_GRANT_FROM}
+LEFT JOIN record rec
+  ON rec.tenant_id = g.tenant_id AND rec.resident_id = g.resident_id AND rec.category = {{p}}
 LEFT JOIN record_version v ON v.record_id = rec.id AND v.version = rec.current_version
-WHERE r.id = {p} AND r.tenant_id = {p}
+WHERE g.id = {{p}}
 """
-# Both in one statement, for the read of one record: the grant (as GRANT_SQL) and, for the grant's
-# own resident, the current version of the category (as RECORD_SQL) — one look-up instead of two,
-# and one snapshot for the decision and the data.
-GRANT_AND_RECORD_SQL = """
-SELECT g.id, g.tenant_id, g.resident_id, g.department_id, g.department_code, g.client_id, g.request_id,
-       g.purpose_code, g.legal_basis, g.categories, g.may_write, g.valid_from, g.valid_until, g.revoked_at,
-       g.tokens_revoked_before, g.created_at, r.erased_at,
-       (SELECT 1 FROM consent_revoked_token t WHERE t.jti = {p} AND t.grant_id = g.id),
-       r.id, r.tenant_id, r.bsn_pseudonym, r.wrapped_data_key, r.kek_version, r.audit_pseudonym, r.created_at,
-       r.erased_at, rec.id, rec.current_version, rec.created_at, rec.updated_at, v.version, v.source,
-       v.created_at, v.ciphertext
-FROM consent_grant g JOIN resident r ON r.id = g.resident_id
-LEFT JOIN record rec ON rec.tenant_id = g.tenant_id AND rec.resident_id = g.resident_id AND rec.category = {p}
-LEFT JOIN record_version v ON v.record_id = rec.id AND v.version = rec.current_version
-WHERE g.id = {p}
-"""
-GRANT_COLUMNS = 18  # where the record's columns start in GRANT_AND_RECORD_SQL
 
 
 _PARSED: dict[Any, datetime] = {}
@@ -142,7 +135,6 @@ class LeanReads:
         self.db = db
         mark = "?" if db.is_sqlite else "%s"
         self.grant_sql = GRANT_SQL.format(p=mark)
-        self.record_sql = RECORD_SQL.format(p=mark)
         self.grant_and_record_sql = GRANT_AND_RECORD_SQL.format(p=mark)
         self._idle: list[Any] = []
         self._lock = threading.Lock()
@@ -151,11 +143,6 @@ class LeanReads:
         # no GIL hand-overs per request. Bound to the loop that opened them.
         self._async_idle: list[Any] = []
         self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._conninfo = (
-            None
-            if db.is_sqlite
-            else make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        )
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         connection = self._take()
@@ -190,7 +177,7 @@ class LeanReads:
     @property
     def is_async(self) -> bool:
         """Whether look-ups are awaited on the event loop (PostgreSQL) rather than called inline."""
-        return self._conninfo is not None
+        return not self.db.is_sqlite
 
     async def _one_async(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         connection = await self._take_async()
@@ -204,15 +191,12 @@ class LeanReads:
         return tuple(row) if row is not None else None
 
     async def _take_async(self) -> Any:
-        import psycopg
-
         loop = asyncio.get_running_loop()
         if self._async_loop is not loop:  # a new loop (a new server in this process): new connections
             self._async_idle, self._async_loop = [], loop
         if self._async_idle:
             return self._async_idle.pop()
-        assert self._conninfo is not None
-        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        return await self.db.connect_async(autocommit=True)
 
     async def aclose(self) -> None:
         """Close the event loop's connections (the server's shutdown, on its loop)."""
@@ -226,20 +210,12 @@ class LeanReads:
                 self._idle.pop().close()
         idle, self._async_idle = self._async_idle, []
         for connection in idle:  # no loop to await on here (aclose closes them properly)
-            if not connection.closed:
-                connection.pgconn.finish()
+            close_now(connection)
 
     def grant(self, verified: VerifiedToken) -> tuple[Grant, datetime | None, bool] | None:
         """A ``consent.resource.GrantFetcher``: the grant, the resident's erasure, token revocation."""
         row = self._one(self.grant_sql, (verified.jti, verified.grant_id))
         return None if row is None else _grant_of(row)
-
-    def record(
-        self, tenant_id: str, resident_id: str, category: str
-    ) -> tuple[Resident | None, Record | None, RecordVersion | None]:
-        """The resident and the current version of one record (each ``None`` when absent)."""
-        row = self._one(self.record_sql, (category, resident_id, tenant_id))
-        return (None, None, None) if row is None else _record_of(row, category)
 
     def prefetch(self, category: str) -> RecordPrefetch:
         """A grant fetcher for the read of ``category`` that reads the record in the same statement."""
@@ -250,13 +226,14 @@ RecordRows = tuple[Resident | None, Record | None, RecordVersion | None]
 
 
 class RecordPrefetch:
-    """A ``consent.resource.GrantFetcher`` (one per request) that also keeps what the same statement
-    read of the grant's resident and record, for ``rows``: one look-up per read instead of two."""
+    """A ``consent.resource.GrantFetcher`` (one per request) whose one statement also reads the
+    grant's resident and the current version of ``category``, kept for ``rows_of``."""
 
     def __init__(self, lean: LeanReads, category: str) -> None:
         self.lean = lean
         self.category = category
-        self.rows: RecordRows | None = None
+        self.grant_id: str | None = None
+        self.rows: RecordRows = (None, None, None)
 
     def __call__(self, verified: VerifiedToken) -> tuple[Grant, datetime | None, bool] | None:
         row = self.lean._one(self.lean.grant_and_record_sql, (verified.jti, self.category, verified.grant_id))
@@ -274,25 +251,22 @@ class RecordPrefetch:
             return None
         found = _grant_of(row)
         grant = found[0]
+        self.grant_id = grant.id
         resident_row = row[GRANT_COLUMNS:]
-        if resident_row[1] != grant.tenant_id:  # as RECORD_SQL: only the grant's tenant's resident
-            self.rows = (None, None, None)
-        else:
-            self.rows = _record_of(resident_row, self.category)
+        # Only the grant's own tenant's resident (the join is on the resident's id alone).
+        self.rows = (
+            (None, None, None)
+            if resident_row[1] != grant.tenant_id
+            else _record_of(resident_row, self.category)
+        )
         return found
 
-    def covers(self, tenant_id: str, resident_id: str, category: str) -> bool:
-        """Whether the prefetched rows are those of this resident and category."""
-        if self.rows is None or category != self.category:
-            return False
-        resident = self.rows[0]
-        return resident is None or (resident.tenant_id == tenant_id and resident.id == resident_id)
-
-    def rows_for(self, tenant_id: str, resident_id: str, category: str) -> RecordRows:
-        """The prefetched rows if they are of this grant and category, else a look-up of their own."""
-        if self.rows is not None and self.covers(tenant_id, resident_id, category):
-            return self.rows
-        return self.lean.record(tenant_id, resident_id, category)
+    def rows_of(self, grant_id: str, category: str) -> RecordRows:
+        """The rows read with the grant ``grant_id`` for ``category``. Every granted access was
+        decided on this fetcher's statement, so they are there; anything else is refused."""
+        if self.grant_id is None or grant_id != self.grant_id or category != self.category:
+            raise LookupError("the record was not read with this grant")
+        return self.rows
 
 
 def _grant_of(row: tuple[Any, ...]) -> tuple[Grant, datetime | None, bool]:
@@ -321,7 +295,7 @@ def _grant_of(row: tuple[Any, ...]) -> tuple[Grant, datetime | None, bool]:
 
 
 def _record_of(row: tuple[Any, ...], category: str) -> RecordRows:
-    """The columns of RECORD_SQL (also the tail of GRANT_AND_RECORD_SQL) as rows."""
+    """The ``_RECORD_COLUMNS`` of a row as rows."""
     resident = _row(
         Resident,
         id=row[0],

@@ -59,22 +59,22 @@ async def resolve_grant(
     scheme, token = bearer_token(request, ("bearer", "dpop"))
     guard = services.oauth.guard
     fetcher = fetch or services.lean.grant
+    # Verified before (the common case): no signature check and no ORM session, only the live grant.
+    verified = services.oauth.tokens.cached_access_token(token, now)
 
     def decide() -> AccessGrant | Refusal:
-        verified = services.oauth.tokens.cached_access_token(token, now)
-        if verified is not None:  # verified before: no signature check, no ORM session
+        if verified is not None:
             return guard.decide_fetched(verified, now, fetcher)
         with services.db.read_session() as session:
             return guard.check(session, token, now, fetch=fetcher)
 
-    # Every data-API request passes here: on SQLite the two look-ups take microseconds and are
-    # cheaper inline than a hop to the thread pool; PostgreSQL round trips go to the pool.
-    verified = services.oauth.tokens.cached_access_token(token, now) if fetch_async else None
     if verified is not None and fetch_async is not None:
-        # The common case on PostgreSQL: one look-up, awaited on the loop (no thread, no session).
+        # PostgreSQL's record read: the one look-up awaited on the loop (no thread, no session).
         found = await fetch_async(verified)
         outcome = guard.decide_fetched(verified, now, lambda _verified: found)
     else:
+        # On SQLite the look-up takes microseconds, cheaper inline than a hop to the thread pool;
+        # PostgreSQL round trips (and a first verification) go to the pool.
         outcome = decide() if services.db.is_sqlite else await run_in_threadpool(decide)
     if not isinstance(outcome, Refusal):
         # RFC 9449 §7.1: a DPoP-bound token is never accepted as a plain bearer token, and the

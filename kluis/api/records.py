@@ -10,13 +10,11 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 from typing_extensions import TypedDict
 
 from kluis.api.deps import services_of
 from kluis.api.dpop import AccessDep, department_access_fetching
 from vault.schemas import RecordContent, RecordSummary
-from vault.services import ReadOutcome
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
 
@@ -182,20 +180,13 @@ async def read_record(request: Request) -> Response:
     )
     category, fields = _read_parameters(request)
     services, grant, ctx = access.services, access.grant, access.ctx
-    # Decide and decrypt, then hand the audit entry to the group committer and answer only once it
-    # is durable (one fsync per batch, not per request).
-
-    def decide() -> ReadOutcome:
-        resident, record, version = prefetch.rows_for(grant.tenant_id, grant.resident_id, category)
-        return services.vault.decide_read(
-            ctx, grant, category, resident, record, version, fields=_fields(fields)
-        )
-
-    # Usually the rows came with the grant: no look-up left. Otherwise SQLite look-ups take
-    # microseconds (cheaper inline than a thread hop), and network round trips to PostgreSQL would
-    # stall the event loop, so those run in the thread pool.
-    inline = services.db.is_sqlite or prefetch.covers(grant.tenant_id, grant.resident_id, category)
-    outcome = decide() if inline else await run_in_threadpool(decide)
+    # Decide and decrypt on the rows that came with the grant's look-up (no database here), then
+    # hand the audit entry to the group committer and answer only once it is durable (one fsync
+    # per batch, not per request).
+    resident, record, version = prefetch.rows_of(grant.grant_id, category)
+    outcome = services.vault.decide_read(
+        ctx, grant, category, resident, record, version, fields=_fields(fields)
+    )
     await services.audit_writer.append(outcome.event)
     content = outcome.result()
     # Serialised here, once: returning the model would have FastAPI validate it again against the

@@ -58,7 +58,7 @@ def test_a_stand_in_cannot_be_written_through_a_session(db: Database) -> None:
 
 
 def test_the_lean_reads_give_every_field(db: Database) -> None:
-    # _row is only model_construct when every field is named: the SQL above it must read them all.
+    # A stand-in reads as model_construct only when every field is named: the SQL must read them all.
     seen: dict[type[SQLModel], set[str]] = {}
     original = hotpath._row
 
@@ -69,52 +69,53 @@ def test_the_lean_reads_give_every_field(db: Database) -> None:
     lean = hotpath.LeanReads(db)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(hotpath, "_row", recording)
-        grant_sql, record_sql = lean.grant_sql, lean.record_sql
-        row = GRANT_ROW
-        patch.setattr(lean, "_one", lambda sql, params: row if sql == grant_sql else None)
-        assert lean.grant(VERIFIED) is not None
-        record_row = RECORD_ROW
-        patch.setattr(lean, "_one", lambda sql, params: record_row if sql == record_sql else None)
-        resident, record, version = lean.record("t", "r", "inkomen")
+        patch.setattr(lean, "_one", lambda sql, params: (*GRANT_ROW, *RECORD_ROW))
+        prefetch = lean.prefetch("inkomen")
+        assert prefetch(VERIFIED) is not None
+        resident, record, version = prefetch.rows_of("g", "inkomen")
     lean.close()
     assert resident is not None and record is not None and version is not None
     for model in (Grant, Resident, Record, RecordVersion):
         assert seen[model] == set(model.model_fields), model.__name__
 
 
-def test_one_statement_reads_what_the_two_look_ups_read(db: Database) -> None:
+def test_the_statements_read_the_columns_the_rows_are_built_from(db: Database) -> None:
+    # GRANT_COLUMNS splits the record read's row: it must be where the grant's columns end.
     lean = hotpath.LeanReads(db)
-    rows = {
-        lean.grant_sql: GRANT_ROW,
-        lean.record_sql: RECORD_ROW,
-        lean.grant_and_record_sql: GRANT_ROW + RECORD_ROW,
-    }
+    connection = lean._take()
+    cursor = connection.cursor()
+    cursor.execute(lean.grant_sql, ("j", "g"))
+    grant_width = len(cursor.description)
+    cursor.execute(lean.grant_and_record_sql, ("j", "inkomen", "g"))
+    both_width = len(cursor.description)
+    cursor.close()
+    connection.close()
+    lean.close()
+    assert grant_width == hotpath.GRANT_COLUMNS == len(GRANT_ROW)
+    assert both_width == hotpath.GRANT_COLUMNS + len(RECORD_ROW)
+
+
+def test_the_record_reads_grant_reads_as_the_grant_look_up(db: Database) -> None:
+    lean = hotpath.LeanReads(db)
+    rows = {lean.grant_sql: GRANT_ROW, lean.grant_and_record_sql: (*GRANT_ROW, *RECORD_ROW)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lean, "_one", lambda sql, params: rows[sql])
-        separate = lean.grant(VERIFIED), lean.record("t", "r", "inkomen")
+        alone = lean.grant(VERIFIED)
         prefetch = lean.prefetch("inkomen")
-        together = prefetch(VERIFIED), prefetch.rows_for("t", "r", "inkomen")
-        asked: list[str] = []
-
-        def counting(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
-            asked.append(sql)
-            return rows[sql]
-
-        patch.setattr(lean, "_one", counting)
-        # Rows of another grant or category are never handed out: those get a look-up of their own.
-        other = prefetch.rows_for("t", "r", "zorg")
-        assert asked == [lean.record_sql] and other[1] is not None and other[1].category == "zorg"
-        prefetch.rows_for("t", "other", "inkomen")
-        assert asked == [lean.record_sql, lean.record_sql]
+        together = prefetch(VERIFIED)
     lean.close()
-    assert separate[0] is not None and together[0] is not None
-    assert [m.__dict__ for m in separate[0][:1]] == [m.__dict__ for m in together[0][:1]]
-    assert separate[0][1:] == together[0][1:]
-    assert dicts(separate[1]) == dicts(together[1])
-
-
-def dicts(rows: tuple[Any, ...]) -> list[Any]:
-    return [row.__dict__ if row is not None else None for row in rows]
+    assert alone is not None and together is not None
+    assert alone[0].__dict__ == together[0].__dict__ and alone[1:] == together[1:]
+    resident, record, version = prefetch.rows_of("g", "inkomen")
+    assert resident is not None and (resident.id, resident.tenant_id) == ("r", "t")
+    assert record is not None and (record.id, record.category, record.resident_id) == ("rec", "inkomen", "r")
+    assert version is not None and (version.record_id, version.ciphertext) == ("rec", b"c")
+    # The rows are only for the grant and category they were read with.
+    for grant_id, category in (("another-grant", "inkomen"), ("g", "zorg")):
+        with pytest.raises(LookupError):
+            prefetch.rows_of(grant_id, category)
+    with pytest.raises(LookupError):
+        lean.prefetch("inkomen").rows_of("g", "inkomen")  # a fetcher that never ran
 
 
 def test_the_resident_of_another_tenant_is_not_read_with_a_grant(db: Database) -> None:
