@@ -3,6 +3,7 @@ values, usable like rows the ORM loaded (kluis/hotpath.py ``_row``)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -166,3 +167,87 @@ def test_the_read_answer_is_the_declared_response_models_json() -> None:
     }
     declared = TypeAdapter(RecordPublic).dump_json(RecordPublic(**body))
     assert RECORD_BODY_JSON.dump_json(body) == declared
+
+
+class _Statements:
+    """Stands in for ``LeanReads._all_async``: records each batch, answers like PostgreSQL would."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[tuple[list[str], list[str], list[str]]] = []
+        self.fail = fail
+
+    async def __call__(
+        self, sql: str, params: tuple[list[str], list[str], list[str]]
+    ) -> list[tuple[Any, ...]]:
+        assert sql == hotpath.GRANT_AND_RECORD_MANY_SQL
+        self.batches.append(params)
+        await asyncio.sleep(0.01)  # a round trip: requests arriving now form the next batch
+        if self.fail:
+            raise OSError("connection lost")
+        # Rows for grants that exist ("g..."), numbered by place, in any order.
+        return [
+            (n, f"row of {jti}/{category}/{grant_id}")
+            for n, (jti, category, grant_id) in reversed(list(enumerate(zip(*params, strict=True), start=1)))
+            if grant_id.startswith("g")
+        ]
+
+
+def test_concurrent_look_ups_go_in_one_statement_and_each_gets_its_own_row(db: Database) -> None:
+    lean = hotpath.LeanReads(db)
+    statements = _Statements()
+
+    async def scenario() -> tuple[list[Any], Any]:
+        first = await asyncio.gather(
+            *(lean.group.fetch(f"j{i}", "inkomen", f"g{i}" if i != 2 else "missing") for i in range(5))
+        )
+        # One in flight, three arriving meanwhile: they go together in the next statement.
+        in_flight = asyncio.ensure_future(lean.group.fetch("j9", "zorg", "g9"))
+        await asyncio.sleep(0.001)
+        later = await asyncio.gather(*(lean.group.fetch(f"k{i}", "zorg", f"g{i}") for i in range(3)))
+        return first, (await in_flight, later)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lean, "_all_async", statements)
+        first, (alone, later) = asyncio.run(scenario())
+    lean.close()
+    assert [len(b[0]) for b in statements.batches] == [5, 1, 3]
+    assert first == [(f"row of j{i}/inkomen/g{i}",) if i != 2 else None for i in range(5)]
+    assert alone == ("row of j9/zorg/g9",)
+    assert later == [(f"row of k{i}/zorg/g{i}",) for i in range(3)]
+
+
+def test_a_failed_group_look_up_fails_every_request_in_it(db: Database) -> None:
+    lean = hotpath.LeanReads(db)
+
+    async def scenario() -> list[Any]:
+        looked_up = (lean.group.fetch(f"j{i}", "inkomen", f"g{i}") for i in range(3))
+        return list(await asyncio.gather(*looked_up, return_exceptions=True))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lean, "_all_async", _Statements(fail=True))
+        results = asyncio.run(scenario())
+    lean.close()
+    assert [type(r) for r in results] == [OSError] * 3
+
+
+@pytest.mark.postgres
+def test_the_group_statement_reads_the_columns_of_the_single_one(postgres_url: str) -> None:
+    # Same columns as GRANT_AND_RECORD_SQL after the request's number, on a real PostgreSQL.
+    db = Database(postgres_url)
+    db.migrate()
+    lean = hotpath.LeanReads(db)
+
+    async def widths() -> tuple[int, list[tuple[Any, ...]]]:
+        connection = await db.connect_async(autocommit=True)
+        try:
+            one = await connection.execute(lean.grant_and_record_sql, ("j", "inkomen", "g"))
+            many = await connection.execute(hotpath.GRANT_AND_RECORD_MANY_SQL, (["j"], ["inkomen"], ["g"]))
+            assert one.description is not None and many.description is not None
+            return len(many.description) - len(one.description), await many.fetchall()
+        finally:
+            await connection.close()
+
+    extra, rows = asyncio.run(widths())
+    lean.close()
+    db.dispose()
+    assert extra == 1 and rows == []

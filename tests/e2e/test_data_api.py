@@ -8,6 +8,7 @@ problem+json with an audit entry, never a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -219,6 +220,40 @@ def test_read_parameters_are_checked_as_documented(setup: Setup) -> None:
     declared = refused(get(setup, token, "/api/v1/records/Inkomen/versions"), 400)
     assert [e["location"] for e in declared["errors"]] == ["path/category"]
     assert declared["errors"][0]["message"] == bad_category["errors"][0]["message"]
+
+
+def test_concurrent_reads_of_several_grants_each_get_their_own_resident(setup: Setup) -> None:
+    # Concurrent reads share statements (PostgreSQL looks up the grants of waiting requests in one)
+    # and audit commits: every answer must still be its own grant's resident, every refusal its own.
+    expected = {
+        token_for(setup, "api-a", "inkomen", BSN_A, ["inkomen"]): 1000.0,
+        token_for(setup, "api-a", "inkomen", BSN_B, ["inkomen"]): 1001.0,
+        token_for(setup, "api-b", "inkomen", BSN_A, ["inkomen"]): 1100.0,
+        token_for(setup, "api-b", "inkomen", BSN_C, ["inkomen"]): 1102.0,
+    }
+    outside = token_for(setup, "api-b", "inkomen", BSN_B, ["inkomen"])
+    for token in [*expected, outside]:  # verified once (the first read of a token takes another path)
+        assert get(setup, token, "/api/v1/records/inkomen").status_code == 200
+
+    async def burst() -> list[tuple[str, httpx.Response]]:
+        async with httpx.AsyncClient(base_url=setup.kluis.base_url) as client:
+
+            async def read(token: str, category: str) -> tuple[str, httpx.Response]:
+                headers = {"Authorization": f"Bearer {token}"}
+                return token, await client.get(f"/api/v1/records/{category}", headers=headers)
+
+            reads = [read(token, "inkomen") for token in expected for _ in range(6)]
+            reads += [read(outside, "schulden") for _ in range(6)]
+            return list(await asyncio.gather(*reads))
+
+    answers = asyncio.run(burst())
+    assert len(answers) == 30
+    for token, response in answers:
+        if token == outside:
+            refused(response)
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["data"]["maandinkomen"] == expected[token]
 
 
 def test_a_category_outside_the_grant_is_refused_and_audited(setup: Setup) -> None:
