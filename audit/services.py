@@ -19,6 +19,8 @@ Reads take any session. Proofs fetch only the O(log n) stored subtrees they need
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -252,6 +254,34 @@ def _plan(
 
 _ENTRY_COLUMNS = ("tenant_id", "seq", "leaf_hash", "leaf_bytes", *leaf.COLUMNS)
 _NODE_COLUMNS = ("tenant_id", "level", "idx", "hash")
+# Their PostgreSQL types, for reading them back out of a JSON batch (checked against the models by
+# tests/audit/test_append_statements.py).
+ENTRY_TYPES = ("text", "bigint", "bytea", "bytea", "bigint", *["text"] * (len(leaf.COLUMNS) - 1))
+NODE_TYPES = ("text", "smallint", "bigint", "bytea")
+
+
+def _from_json(table: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    """An INSERT of the rows of one JSON array parameter, each row an array in ``columns`` order
+    (``bytea`` values in base64)."""
+    values = ", ".join(
+        f"decode(r->>{i}, 'base64')" if kind == "bytea" else f"(r->>{i})::{kind}"
+        for i, kind in enumerate(types)
+    )
+    # Table, column and type names are this module's constants; the rows are one parameter.
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM json_array_elements(%s::json) r"  # noqa: S608
+
+
+def _json_rows(rows: list[tuple[Any, ...]], types: tuple[str, ...]) -> str:
+    binary = [i for i, kind in enumerate(types) if kind == "bytea"]
+    listed = [list(row) for row in rows]
+    for row in listed:
+        for i in binary:
+            row[i] = base64.b64encode(row[i]).decode("ascii")
+    return json.dumps(listed)
+
+
+_ENTRIES_FROM_JSON = _from_json("audit_entry", _ENTRY_COLUMNS, ENTRY_TYPES)
+_NODES_FROM_JSON = _from_json("audit_node", _NODE_COLUMNS, NODE_TYPES)
 
 
 class _Writer:
@@ -260,10 +290,11 @@ class _Writer:
     Same connection, same transaction, but none of SQLAlchemy's per-statement work (cache look-up,
     events, result set-up), which was most of the cost of an append. On PostgreSQL, where every
     statement is a network round trip, the inserts ride along with the state update as
-    data-modifying CTEs: an append is two round trips (lock, write). Reads elsewhere use Core.
+    data-modifying CTEs: an append is two round trips (lock, write); the rows go as two JSON
+    parameters, which psycopg passes on as they are: adapting every value of a batch (multi-row
+    VALUES, ``executemany`` or arrays) cost the event loop more than the round trips
+    (docs/performance.md). Reads elsewhere use Core.
     """
-
-    SMALL_BATCH = 8  # up to this many entries, PostgreSQL gets one combined statement
 
     def __init__(self, cursor: Any, *, postgres: bool, integrity_error: type[Exception]) -> None:
         self.postgres = postgres
@@ -302,26 +333,23 @@ class _Writer:
             f"UPDATE audit_log_state SET size = {m}, root_hash = {m}, frontier = {m} "  # noqa: S608 - constants only
             f"WHERE tenant_id = {m} AND size = {m}"
         )
-        if self.postgres and len(entries) <= self.SMALL_BATCH:
-            # One round trip: the inserts as data-modifying CTEs of the state update (multi-row
-            # VALUES only pay off for small batches; large ones go as executemany below).
-            ctes = [f"e AS ({self._insert('audit_entry', _ENTRY_COLUMNS, len(entries))})"]
-            if nodes:
-                ctes.append(f"n AS ({self._insert('audit_node', _NODE_COLUMNS, len(nodes))})")
-            params = [value for row in (*entries, *nodes, state) for value in row]
-            return [(False, f"WITH {', '.join(ctes)} {update}", params)]
+        if self.postgres:
+            # One round trip, one statement text for every batch size (prepared once).
+            sql = f"WITH e AS ({_ENTRIES_FROM_JSON}), n AS ({_NODES_FROM_JSON}) {update}"
+            params = [_json_rows(entries, ENTRY_TYPES), _json_rows(nodes, NODE_TYPES), *state]
+            return [(False, sql, params)]
         statements: list[tuple[bool, str, Any]] = [
-            (True, self._insert("audit_entry", _ENTRY_COLUMNS, 1), entries)
+            (True, self._insert("audit_entry", _ENTRY_COLUMNS), entries)
         ]
         if nodes:
-            statements.append((True, self._insert("audit_node", _NODE_COLUMNS, 1), nodes))
+            statements.append((True, self._insert("audit_node", _NODE_COLUMNS), nodes))
         statements.append((False, update, state))
         return statements
 
-    def _insert(self, table: str, columns: tuple[str, ...], rows: int) -> str:
+    def _insert(self, table: str, columns: tuple[str, ...]) -> str:
         row = "(" + ", ".join([self.mark] * len(columns)) + ")"
         # Table and column names are this module's constants; values always go as parameters.
-        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"  # noqa: S608
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {row}"  # noqa: S608
 
 
 # -- entries and proofs ---------------------------------------------------------------------------

@@ -170,3 +170,47 @@ class _Signer:
 
     def sign(self, payload: bytes) -> str:
         return "not-a-jws"
+
+
+def test_the_json_batch_reads_every_column_as_its_type() -> None:
+    # PostgreSQL's append reads the rows out of a JSON parameter, casting each column by name:
+    # the casts must be the columns' own types.
+    from sqlalchemy import BigInteger, LargeBinary, SmallInteger, String
+
+    from audit.models import NODE
+
+    kinds = {BigInteger: "bigint", LargeBinary: "bytea", SmallInteger: "smallint", String: "text"}
+    for table, columns, types in (
+        (ENTRY, services._ENTRY_COLUMNS, services.ENTRY_TYPES),
+        (NODE, services._NODE_COLUMNS, services.NODE_TYPES),
+    ):
+        assert len(columns) == len(types)
+        for name, kind in zip(columns, types, strict=True):
+            assert kinds[type(table.c[name].type)] == kind, name
+
+
+def test_a_large_batch_stores_every_value_as_given(log_db: Database) -> None:
+    # Texts outside ASCII, empty and missing values, a batch larger than any group commit's.
+    events = [
+        event(
+            i,
+            reason="geweigerd: één €-bedrag 💶" if i % 7 == 0 else None,
+            department=None if i % 2 else "wmo",
+        )
+        for i in range(300)
+    ]
+    with log_db.session() as session:
+        appended = services.append_many(session, events)
+        session.commit()
+    assert [a.seq for a in appended] == list(range(300))
+    with log_db.read_session() as session:
+        rows = session.connection().execute(
+            ENTRY.select().where(ENTRY.c.tenant_id == TENANT).order_by(ENTRY.c.seq)
+        )
+        for row, item, entry in zip(rows, events, appended, strict=True):
+            assert bytes(row.leaf_bytes) == leaf.encode_leaf(row.seq, item)
+            assert bytes(row.leaf_hash) == entry.leaf_hash
+            stored = tuple(getattr(row, name) for name in leaf.COLUMNS)
+            assert stored == leaf.columns(leaf.leaf_object(row.seq, item))
+    with log_db.read_session() as session:
+        assert services.log_head(session, TENANT).root_hash == naive.mth(tuple(stored_leaves(log_db)))
