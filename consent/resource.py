@@ -76,19 +76,13 @@ class ResourceGuard:
     def __init__(self, tokens: TokenService) -> None:
         self.tokens = tokens
 
-    def check(
-        self, session: Session, token: str, now: datetime, *, fetch: GrantFetcher | None = None
-    ) -> AccessGrant | Refusal:
-        """The access decision for a department request bearing ``token``, taken at ``now``.
-
-        ``fetch`` may read the live grant another way (the shell's lean hot path); by default it is
-        one ORM query. Either way the decision is ``decide``'s.
-        """
+    def check(self, session: Session, token: str, now: datetime) -> AccessGrant | Refusal:
+        """The access decision for a department request bearing ``token``, taken at ``now``, on
+        one ORM query. (The shell's lean hot path verifies, then reads the live grant its own way
+        and hands it to ``decide_fetched``: the decision is ``decide``'s either way.)"""
         verified = self.verify(session, token, now)
         if isinstance(verified, Refusal):
             return verified
-        if fetch is not None:
-            return self.decide_fetched(verified, now, fetch)
         row = session.exec(
             select(Grant, Resident.erased_at, RevokedToken.jti)
             .join(Resident, col(Resident.id) == col(Grant.resident_id))

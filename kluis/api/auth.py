@@ -63,10 +63,15 @@ async def resolve_grant(
     verified = services.oauth.tokens.cached_access_token(token, now)
 
     def decide() -> AccessGrant | Refusal:
-        if verified is not None:
-            return guard.decide_fetched(verified, now, fetcher)
-        with services.db.read_session() as session:
-            return guard.check(session, token, now, fetch=fetcher)
+        checked: VerifiedToken | Refusal | None = verified
+        if checked is None:
+            # The session's connection goes back to the pool before the look-up takes one: a burst
+            # of first reads each holding one while waiting for another emptied the pool for good.
+            with services.db.read_session() as session:
+                checked = guard.verify(session, token, now)
+        if isinstance(checked, Refusal):
+            return checked
+        return guard.decide_fetched(checked, now, fetcher)
 
     if verified is not None and fetch_async is not None:
         # PostgreSQL's record read: the one look-up awaited on the loop (no thread, no session).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlmodel import col
 
 from audit import leaf
 from consent.models import Grant
+from consent.tokens import KeyRing
 from kluis.wiring import build_services, initialise, utcnow
 from tests.conftest import postgres_schema
 from tests.e2e.conftest import LiveKluis, development_settings, free_port, live_server
@@ -254,6 +256,41 @@ def test_concurrent_reads_of_several_grants_each_get_their_own_resident(setup: S
         else:
             assert response.status_code == 200, response.text
             assert response.json()["data"]["maandinkomen"] == expected[token]
+
+
+def test_a_first_read_holds_one_pooled_connection_at_a_time(setup: Setup) -> None:
+    # A token's first read verifies it with a session and then looks the grant up on a connection
+    # of the same pool. Holding the session's connection while taking another let a burst of first
+    # reads (one per thread) empty the pool and wait on each other until the pool timed out.
+    from sqlalchemy import event
+
+    svc = setup.kluis.services
+    token = token_for(setup, "api-a", "inkomen", BSN_A, ["inkomen"])
+    held: dict[int, int] = {}
+    most: list[int] = [0]
+
+    def taken(*_: Any) -> None:
+        me = threading.get_ident()
+        held[me] = held.get(me, 0) + 1
+        most[0] = max(most[0], held[me])
+
+    def given_back(*_: Any) -> None:
+        held[threading.get_ident()] -= 1
+
+    pool = svc.db.read_engine.pool
+    svc.lean.close()  # no connection kept aside: the look-up must take one from the pool
+    tokens = svc.oauth.tokens
+    tokens.ring = KeyRing(tokens.ring.overlap)  # as on a node just started: the keys come from the database
+    event.listen(pool, "checkout", taken)
+    event.listen(pool, "checkin", given_back)
+    event.listen(pool, "detach", given_back)
+    try:
+        assert get(setup, token, "/api/v1/records/inkomen").status_code == 200
+    finally:
+        event.remove(pool, "checkout", taken)
+        event.remove(pool, "checkin", given_back)
+        event.remove(pool, "detach", given_back)
+    assert most[0] == 1
 
 
 def test_a_category_outside_the_grant_is_refused_and_audited(setup: Setup) -> None:
