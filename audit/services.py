@@ -185,16 +185,46 @@ def append_many_dbapi(
     return [entry for entry in results if entry is not None]
 
 
-async def append_many_async(
-    connection: Any, events: Sequence[AuditEvent], *, integrity_error: type[Exception]
+Head = tuple[int, bytes]  # a log's size and frontier, as its state row holds them
+
+
+async def commit_many_async(
+    connection: Any,
+    events: Sequence[AuditEvent],
+    *,
+    integrity_error: type[Exception],
+    heads: dict[str, Head],
 ) -> list[AppendedEntry]:
-    """``append_many_dbapi`` on a psycopg ``AsyncConnection`` (PostgreSQL) whose transaction the
-    caller holds: the same statements, each round trip awaited instead of waited for in a thread."""
+    """Append ``events`` and commit them, on a psycopg ``AsyncConnection`` in autocommit mode (the
+    group commit of PostgreSQL, every round trip awaited on the event loop). Same rules as
+    ``append_many``; nothing is written if anything fails.
+
+    ``heads`` holds the log states this caller wrote last (kept up to date here). For one tenant
+    with a known head, the append is ONE statement, its own transaction: the state moves only if
+    it still is that head (size and frontier), and the rows are inserted only if it moved, so a
+    log another writer moved meanwhile gets nothing. Then, as without a known head, the state is
+    locked and read, and the rows written, in one transaction (four round trips instead of one).
+    """
     if not events:
         return []
     objects, by_tenant = _validated(events)
+    if len(by_tenant) == 1:
+        [tenant_id] = by_tenant
+        head = heads.pop(tenant_id, None)  # back only once this append is known to have landed
+        if head is not None:
+            entries, nodes, state, appended = _plan(tenant_id, head[0], head[1], objects)
+            params = [*state, head[1], _json_rows(entries, ENTRY_TYPES), _json_rows(nodes, NODE_TYPES)]
+            try:
+                cursor = await connection.execute(_GUARDED_APPEND, params)
+                row = await cursor.fetchone()
+            except integrity_error as exc:  # the state was there, yet rows hold "our" positions
+                raise LogStateError from exc
+            if row is not None and row[0] == 1:
+                heads[tenant_id] = (state[0], state[2])
+                return appended
     results: list[AppendedEntry | None] = [None] * len(events)
-    async with connection.cursor() as cursor:
+    moved: dict[str, Head] = {}
+    async with connection.transaction(), connection.cursor() as cursor:
         writer = _Writer(cursor, postgres=True, integrity_error=integrity_error)
         for tenant_id in sorted(by_tenant):  # the same lock order as every other writer
             positions = by_tenant[tenant_id]
@@ -212,6 +242,8 @@ async def append_many_async(
                 raise LogStateError
             for position, entry in zip(positions, appended, strict=True):
                 results[position] = entry
+            moved[tenant_id] = (state[0], state[2])
+    heads.update(moved)  # committed
     return [entry for entry in results if entry is not None]
 
 
@@ -260,15 +292,16 @@ ENTRY_TYPES = ("text", "bigint", "bytea", "bytea", "bigint", *["text"] * (len(le
 NODE_TYPES = ("text", "smallint", "bigint", "bytea")
 
 
-def _from_json(table: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+def _from_json(table: str, columns: tuple[str, ...], types: tuple[str, ...], joined: str = "") -> str:
     """An INSERT of the rows of one JSON array parameter, each row an array in ``columns`` order
-    (``bytea`` values in base64)."""
+    (``bytea`` values in base64); each row once per row of ``joined``, if given."""
     values = ", ".join(
         f"decode(r->>{i}, 'base64')" if kind == "bytea" else f"(r->>{i})::{kind}"
         for i, kind in enumerate(types)
     )
     # Table, column and type names are this module's constants; the rows are one parameter.
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM json_array_elements(%s::json) r"  # noqa: S608
+    source = "json_array_elements(%s::json) r" + (f", {joined}" if joined else "")
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM {source}"  # noqa: S608
 
 
 def _json_rows(rows: list[tuple[Any, ...]], types: tuple[str, ...]) -> str:
@@ -282,6 +315,18 @@ def _json_rows(rows: list[tuple[Any, ...]], types: tuple[str, ...]) -> str:
 
 _ENTRIES_FROM_JSON = _from_json("audit_entry", _ENTRY_COLUMNS, ENTRY_TYPES)
 _NODES_FROM_JSON = _from_json("audit_node", _NODE_COLUMNS, NODE_TYPES)
+# One tenant's append as one statement, for a writer that knows the log's head (``commit_many_async``;
+# parameters: the new size, root and frontier, the tenant, the old size and frontier, the rows).
+# The inserts read their rows joined with the state update's result: if the state was not at that
+# head, nothing is updated and nothing inserted. The update locks the state row before any insert
+# (its rows come first), as every writer locks it first.
+_GUARDED_APPEND = (
+    "WITH u AS (UPDATE audit_log_state SET size = %s, root_hash = %s, frontier = %s "  # noqa: S608 - constants only
+    "WHERE tenant_id = %s AND size = %s AND frontier = %s RETURNING 1), "
+    f"e AS ({_from_json('audit_entry', _ENTRY_COLUMNS, ENTRY_TYPES, joined='u')}), "
+    f"n AS ({_from_json('audit_node', _NODE_COLUMNS, NODE_TYPES, joined='u')}) "
+    "SELECT count(*) FROM u"
+)
 
 
 class _Writer:

@@ -18,10 +18,13 @@ Two ways to write a batch:
   waited to get it back: a GIL convoy that cost more than the fsync (docs/performance.md). The
   connection does not wait for locks on the loop: if another writer holds the database (a portal
   write, an import), the batch goes to the writer thread, which may wait.
-- **Awaited on the event loop (PostgreSQL).** The batch's statements and its COMMIT go over a psycopg
-  ``AsyncConnection`` kept for this: every round trip is awaited, so the loop serves other requests
-  meanwhile, and no thread takes the GIL from it (on a writer thread, the same convoy as above cost
-  PostgreSQL reads most of their throughput). Entries queued meanwhile form the next batch.
+- **Awaited on the event loop (PostgreSQL).** The batch goes over a psycopg ``AsyncConnection``
+  kept for this: every round trip is awaited, so the loop serves other requests meanwhile, and no
+  thread takes the GIL from it (on a writer thread, the same convoy as above cost PostgreSQL reads
+  most of their throughput). Knowing the log's head from its last batch, the committer writes a
+  batch as one statement in its own transaction (``audit.services.commit_many_async``): one round
+  trip instead of four, each of which costs the loop ~150 µs here. Entries queued meanwhile form the
+  next batch.
 - **On a writer thread (SQLite when the database is busy).** The thread waits for the lock and keeps
   the loop serving meanwhile.
 """
@@ -62,6 +65,7 @@ class AuditGroupCommitter:
         self._inline = db.is_sqlite
         self._async_connection: Any = None  # psycopg AsyncConnection of the loop below (PostgreSQL)
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._heads: dict[str, audit_log.Head] = {}  # the logs' states after this writer's last batch
         self._task: asyncio.Task[None] | None = None
         self._pending: list[tuple[AuditEvent, asyncio.Future[int]]] = []
         self._connection: sqlite3.Connection | None = None
@@ -116,15 +120,13 @@ class AuditGroupCommitter:
         try:
             connection = await self._connection_async()
             try:
-                appended = await audit_log.append_many_async(
-                    connection, events, integrity_error=psycopg.IntegrityError
+                appended = await audit_log.commit_many_async(
+                    connection, events, integrity_error=psycopg.IntegrityError, heads=self._heads
                 )
-                await connection.commit()
             except BaseException:
+                self._heads.clear()  # whatever was known of the logs is not trusted after a failure
                 if connection.broken:
                     self._async_connection = None  # a new one for the next batch
-                else:
-                    await connection.rollback()
                 raise
         except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
             _fail(batch, exc)
@@ -145,7 +147,9 @@ class AuditGroupCommitter:
             close_now(self._async_connection)
             self._async_connection, self._async_loop = None, loop
         if self._async_connection is None:
-            self._async_connection = await self._db.connect_async()
+            # Autocommit: a batch is one statement when the log's head is known, its own
+            # transaction; otherwise commit_many_async opens one (audit.services).
+            self._async_connection = await self._db.connect_async(autocommit=True)
         return self._async_connection
 
     async def aclose(self) -> None:

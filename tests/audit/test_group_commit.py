@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from audit import services as audit_log
 from audit.errors import UnknownLogError
+from audit.schemas import AuditEvent
 from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError
 from tests.audit.factories import TENANT, event
@@ -131,3 +133,89 @@ def test_after_close_entries_are_refused_and_nothing_is_reopened(log_db: Databas
     assert isinstance(late, AuditWriterClosedError)
     assert stored_seqs(log_db) == [0]
     assert writer._connection is None and writer._committer is None and writer._thread is None
+
+
+# -- PostgreSQL: a batch as one statement when the log's head is known ------------------------------
+def _committed_many(
+    db: Database, batches: list[list[int]], heads: dict[str, audit_log.Head], tenant_of: Any = None
+) -> list[list[int]]:
+    """``commit_many_async`` of each batch of event numbers, in turn, on one autocommit connection."""
+    import psycopg
+
+    def events(numbers: list[int]) -> list[AuditEvent]:
+        return [event(i, tenant=tenant_of(i)) if tenant_of else event(i) for i in numbers]
+
+    async def main() -> list[list[int]]:
+        connection = await db.connect_async(autocommit=True)
+        try:
+            done = []
+            for numbers in batches:
+                appended = await audit_log.commit_many_async(
+                    connection,
+                    events(numbers),
+                    integrity_error=psycopg.IntegrityError,
+                    heads=heads,
+                )
+                done.append([a.seq for a in appended])
+            return done
+        finally:
+            await connection.close()
+
+    return asyncio.run(main())
+
+
+def _verifies(db: Database) -> None:
+    from tests.audit import naive
+
+    with db.read_session() as session:
+        rows = session.connection().execute(
+            text("SELECT seq, leaf_bytes FROM audit_entry WHERE tenant_id = :t ORDER BY seq"), {"t": TENANT}
+        )
+        leaves = [bytes(r[1]) for r in rows]
+        head = audit_log.log_head(session, TENANT)
+    assert head.tree_size == len(leaves)
+    assert head.root_hash == naive.mth(tuple(leaves))
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(log_db: Database) -> None:
+    heads: dict[str, audit_log.Head] = {}
+    statements: list[str] = []
+    import psycopg
+
+    original = psycopg.AsyncConnection.execute
+
+    async def traced(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query).split()[0])
+        return await original(self, query, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(psycopg.AsyncConnection, "execute", traced)
+        # First batch: head unknown, the locked path (through a cursor); then known: one statement.
+        assert _committed_many(log_db, [[0, 1, 2], [3, 4], [5]], heads) == [[0, 1, 2], [3, 4], [5]]
+    assert statements == ["WITH", "WITH"]
+    assert heads[TENANT][0] == 6
+    _verifies(log_db)
+    # Another writer moves the log on: the remembered head is stale, the guarded statement writes
+    # nothing, and the batch lands after the other writer's entries, through the locked path.
+    with log_db.session() as session:
+        audit_log.append_many(session, [event(i) for i in range(6, 9)])
+        session.commit()
+    assert _committed_many(log_db, [[9, 10], [11]], heads) == [[9, 10], [11]]
+    assert heads[TENANT][0] == 12
+    _verifies(log_db)
+    # A head of the right size but another frontier (a log restored and grown again) is not trusted.
+    size, frontier = heads[TENANT]
+    heads[TENANT] = (size, bytes(len(frontier)))
+    assert _committed_many(log_db, [[12]], heads) == [[12]]
+    _verifies(log_db)
+    assert stored_seqs(log_db) == list(range(13))
+    # Two tenants in one batch: one transaction for both, through the locked path; both heads known.
+    other = "0b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e"
+    with log_db.session() as session:
+        audit_log.ensure_log(session, other, "kluis/other")
+        session.commit()
+    mixed = _committed_many(log_db, [[13, 14, 15, 16]], heads, lambda i: other if i % 2 else TENANT)
+    assert mixed == [[0, 13, 1, 14]]
+    assert heads[TENANT][0] == 15 and heads[other][0] == 2
+    _verifies(log_db)
