@@ -115,7 +115,13 @@ class ResourceGuard:
         self, verified: VerifiedToken, now: datetime, fetch: GrantFetcher
     ) -> AccessGrant | Refusal:
         """``decide`` on the live grant as ``fetch`` reads it."""
-        found = fetch(verified)
+        return self.decide_found(verified, now, fetch(verified))
+
+    def decide_found(
+        self, verified: VerifiedToken, now: datetime, found: tuple[Grant, datetime | None, bool] | None
+    ) -> AccessGrant | Refusal:
+        """``decide`` on what a ``GrantFetcher`` read: the grant, its resident's erasure, whether
+        this token was revoked (``None``: no such grant)."""
         if found is None:
             return _refused("grant", "grant_unknown", verified)
         grant, erased_at, token_revoked = found

@@ -202,7 +202,7 @@ class LeanReads:
             cursor = await connection.execute(sql, params, binary=True)
             rows = await cursor.fetchall()
         except BaseException:
-            await connection.close()
+            await connection.close()  # a connection in an unknown state is not reused
             raise
         self._async_idle.append(connection)
         return [tuple(row) for row in rows]

@@ -76,7 +76,7 @@ async def resolve_grant(
     if verified is not None and fetch_async is not None:
         # PostgreSQL's record read: the one look-up awaited on the loop (no thread, no session).
         found = await fetch_async(verified)
-        outcome = guard.decide_fetched(verified, now, lambda _verified: found)
+        outcome = guard.decide_found(verified, now, found)
     else:
         # On SQLite the look-up takes microseconds, cheaper inline than a hop to the thread pool;
         # PostgreSQL round trips (and a first verification) go to the pool.
