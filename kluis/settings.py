@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(default=2, ge=1)
     max_body_bytes: int = 256 * 1024
     rate_limit_per_minute: int = 6000  # per department client, on the data API
+    # Per client address on the OAuth endpoints that authenticate clients (token, bc-authorize,
+    # introspect, revoke): a cap on guessing and on the database work of failed authentications.
+    oauth_rate_limit_per_minute: int = Field(default=600, ge=1)
     # Shared store for rate-limit counters of several nodes (e.g. redis://127.0.0.1:6379/0).
     redis_url: str | None = None
     # How often each node signs audit checkpoints for logs that grew (0: only on demand).

@@ -14,7 +14,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from audit.schemas import TraceContext
 from consent.dpop import MAX_AGE_SECONDS, verify_proof
@@ -23,6 +22,7 @@ from consent.models import UsedAssertion
 from consent.resource import GrantFetcher
 from kluis.api.auth import AsyncGrantFetcher, bearer_token, resolve_grant
 from kluis.api.deps import services_of, trace_of
+from kluis.api.ratelimit import RateLimitedError
 from kluis.wiring import Services, utcnow
 from vault.schemas import AccessGrant
 from vault.services import Context
@@ -108,17 +108,6 @@ def _check_proof(grant: AccessGrant, request: Request, services: Services, now: 
         except IntegrityError as exc:  # the same proof, at the same moment, on another node
             raise InvalidDpopProofError("dpop_proof_replayed") from exc
     return grant
-
-
-class RateLimitedError(HTTPException):
-    """429 with Retry-After; an HTTPException so the problem handler renders it as problem+json."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(
-            429,
-            "the rate limit of this client is reached; retry later",
-            headers={"Retry-After": str(int(retry_after))},
-        )
 
 
 AccessDep = Annotated[DepartmentAccess, Depends(department_access)]

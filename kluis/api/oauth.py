@@ -28,6 +28,7 @@ from consent.errors import InvalidClientError, InvalidDpopProofError, InvalidReq
 from consent.oauth import Form, one, parse_backchannel
 from consent.schemas import AuthenticatedClient, ClientCredentials
 from kluis.api.deps import NowDep, ServicesDep, TraceDep
+from kluis.api.ratelimit import RateLimitedError
 from kluis.wiring import Services
 from vault.services import Context
 
@@ -64,6 +65,10 @@ CLIENT_AUTH_FIELDS = {
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "RFC 6749 error (`error`, `error_description`)"},
     401: {"description": "invalid_client"},
+    429: {
+        "description": "Rate limit of the client's address reached (problem+json, `Retry-After`)",
+        "content": {"application/problem+json": {}},
+    },
 }
 
 
@@ -122,7 +127,14 @@ async def _authenticated(
 ) -> T:
     """Parse the form, authenticate the client, then ``act`` in the same unit of work.
 
-    The database work runs in the thread pool so the event loop keeps serving."""
+    The database work runs in the thread pool so the event loop keeps serving. Each client address
+    has a rate limit here, before anything is parsed or looked up (429 with ``Retry-After``)."""
+    address = request.client.host if request.client is not None else "unknown"
+    wait = services.rate_limiter.hit(
+        f"oauth:{address}", services.settings.oauth_rate_limit_per_minute, ctx.now.timestamp()
+    )
+    if wait is not None:
+        raise RateLimitedError(wait, "too many requests from this address; retry later")
     form = await _form(request)
     credentials = _credentials(request, form, endpoint)
 

@@ -1,4 +1,5 @@
-"""Per-client rate limits (a sliding window of one minute).
+"""Rate limits (a sliding window of one minute): per department client on the data API, per
+address on the OAuth endpoints where clients authenticate.
 
 The default counts in process memory, so with several nodes each node enforces the limit on its own
 share of the traffic; configure ``KLUIS_REDIS_URL`` to share the counters between nodes (the
@@ -11,6 +12,8 @@ import math
 import threading
 from collections import OrderedDict
 from typing import Protocol
+
+from starlette.exceptions import HTTPException
 
 
 class RateLimiter(Protocol):
@@ -61,3 +64,13 @@ class RedisRateLimiter:
         if count > limit:
             return max(1.0, math.ceil(60 - now % 60))
         return None
+
+
+CLIENT_LIMIT_REACHED = "the rate limit of this client is reached; retry later"
+
+
+class RateLimitedError(HTTPException):
+    """429 with Retry-After; an HTTPException so the problem handler renders it as problem+json."""
+
+    def __init__(self, retry_after: float, detail: str = CLIENT_LIMIT_REACHED) -> None:
+        super().__init__(429, detail, headers={"Retry-After": str(int(retry_after))})

@@ -417,6 +417,38 @@ def test_a_client_over_its_rate_limit_gets_429_with_retry_after(setup: Setup) ->
     refused(answers[-1], 429)
 
 
+def test_the_oauth_endpoints_limit_each_address(setup: Setup) -> None:
+    # Where clients authenticate, each address has a limit, counted before anything is looked up:
+    # wrong secrets, and right ones, get 429 problem+json with Retry-After until the window passes.
+    settings = setup.kluis.settings
+    client_id, secret = setup.clients["api-a/inkomen"]
+    token_url = setup.kluis.base_url + "/oauth/token"
+    before = settings.oauth_rate_limit_per_minute
+    settings.oauth_rate_limit_per_minute = 1
+    try:
+        guesses = [
+            httpx.post(
+                token_url,
+                auth=(client_id, f"guess-{i}"),
+                data={"grant_type": "refresh_token", "refresh_token": "x"},
+            )
+            for i in range(3)
+        ]
+        right = httpx.post(
+            token_url, auth=(client_id, secret), data={"grant_type": "refresh_token", "refresh_token": "x"}
+        )
+    finally:
+        settings.oauth_rate_limit_per_minute = before
+    assert guesses[-1].status_code == 429 and right.status_code == 429
+    assert int(right.headers["retry-after"]) >= 1
+    refused(right, 429)
+    # Under the configured limit again, the same request is answered on its merits.
+    again = httpx.post(
+        token_url, auth=(client_id, secret), data={"grant_type": "refresh_token", "refresh_token": "x"}
+    )
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
 def test_request_limits_answer_problems_and_write_nothing(setup: Setup) -> None:
     token = token_for(
         setup,
