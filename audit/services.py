@@ -213,14 +213,14 @@ async def commit_many_async(
         head = heads.pop(tenant_id, None)  # back only once this append is known to have landed
         if head is not None:
             entries, nodes, state, appended = _plan(tenant_id, head[0], head[1], objects)
-            params = [*state, head[1], _json_rows(entries, ENTRY_TYPES), _json_rows(nodes, NODE_TYPES)]
+            params = [*state, head[1], *_json_batch(entries, nodes)]
             try:
                 cursor = await connection.execute(_GUARDED_APPEND, params)
                 row = await cursor.fetchone()
             except integrity_error as exc:  # the state was there, yet rows hold "our" positions
                 raise LogStateError from exc
             if row is not None and row[0] == 1:
-                heads[tenant_id] = (state[0], state[2])
+                heads[tenant_id] = _head_after(state)
                 return appended
     results: list[AppendedEntry | None] = [None] * len(events)
     moved: dict[str, Head] = {}
@@ -234,15 +234,14 @@ async def commit_many_async(
                 tenant_id, old_size, frontier, [objects[p] for p in positions]
             )
             try:
-                for many, sql, params in writer.write_statements(entries, nodes, state):
-                    await (cursor.executemany(sql, params) if many else cursor.execute(sql, params))
+                await cursor.execute(*_postgres_append(entries, nodes, state))
             except integrity_error as exc:  # a row already holds one of "our" positions
                 raise LogStateError from exc
             if cursor.rowcount != 1:
                 raise LogStateError
             for position, entry in zip(positions, appended, strict=True):
                 results[position] = entry
-            moved[tenant_id] = (state[0], state[2])
+            moved[tenant_id] = _head_after(state)
     heads.update(moved)  # committed
     return [entry for entry in results if entry is not None]
 
@@ -287,7 +286,7 @@ def _plan(
 _ENTRY_COLUMNS = ("tenant_id", "seq", "leaf_hash", "leaf_bytes", *leaf.COLUMNS)
 _NODE_COLUMNS = ("tenant_id", "level", "idx", "hash")
 # Their PostgreSQL types, for reading them back out of a JSON batch (checked against the models by
-# tests/audit/test_append_statements.py).
+# tests/audit/test_append.py).
 ENTRY_TYPES = ("text", "bigint", "bytea", "bytea", "bigint", *["text"] * (len(leaf.COLUMNS) - 1))
 NODE_TYPES = ("text", "smallint", "bigint", "bytea")
 
@@ -315,18 +314,41 @@ def _json_rows(rows: list[tuple[Any, ...]], types: tuple[str, ...]) -> str:
 
 _ENTRIES_FROM_JSON = _from_json("audit_entry", _ENTRY_COLUMNS, ENTRY_TYPES)
 _NODES_FROM_JSON = _from_json("audit_node", _NODE_COLUMNS, NODE_TYPES)
+# Moves a log's state from ``size`` on (parameters: new size, root and frontier, tenant, old size).
+_STATE_UPDATE = (
+    "UPDATE audit_log_state SET size = {m}, root_hash = {m}, frontier = {m} "
+    "WHERE tenant_id = {m} AND size = {m}"
+)
+_PG_STATE_UPDATE = _STATE_UPDATE.format(m="%s")
 # One tenant's append as one statement, for a writer that knows the log's head (``commit_many_async``;
 # parameters: the new size, root and frontier, the tenant, the old size and frontier, the rows).
 # The inserts read their rows joined with the state update's result: if the state was not at that
 # head, nothing is updated and nothing inserted. The update locks the state row before any insert
 # (its rows come first), as every writer locks it first.
 _GUARDED_APPEND = (
-    "WITH u AS (UPDATE audit_log_state SET size = %s, root_hash = %s, frontier = %s "  # noqa: S608 - constants only
-    "WHERE tenant_id = %s AND size = %s AND frontier = %s RETURNING 1), "
+    f"WITH u AS ({_PG_STATE_UPDATE} AND frontier = %s RETURNING 1), "  # noqa: S608 - constants only
     f"e AS ({_from_json('audit_entry', _ENTRY_COLUMNS, ENTRY_TYPES, joined='u')}), "
     f"n AS ({_from_json('audit_node', _NODE_COLUMNS, NODE_TYPES, joined='u')}) "
     "SELECT count(*) FROM u"
 )
+# The same append for a writer that holds the state's lock (``_Writer``): no guard needed.
+_PG_APPEND = f"WITH e AS ({_ENTRIES_FROM_JSON}), n AS ({_NODES_FROM_JSON}) {_PG_STATE_UPDATE}"
+
+
+def _json_batch(entries: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]]) -> list[str]:
+    return [_json_rows(entries, ENTRY_TYPES), _json_rows(nodes, NODE_TYPES)]
+
+
+def _postgres_append(
+    entries: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], state: tuple[Any, ...]
+) -> tuple[str, list[Any]]:
+    """One round trip, one statement text for every batch size (prepared once): the inserts as
+    data-modifying CTEs of the state update, their rows as two JSON parameters."""
+    return _PG_APPEND, [*_json_batch(entries, nodes), *state]
+
+
+def _head_after(state: tuple[Any, ...]) -> Head:
+    return state[0], state[2]  # the new size and frontier
 
 
 class _Writer:
@@ -373,22 +395,14 @@ class _Writer:
         self, entries: list[tuple[Any, ...]], nodes: list[tuple[Any, ...]], state: tuple[Any, ...]
     ) -> list[tuple[bool, str, Any]]:
         """``(executemany?, sql, parameters)`` of an append's writes; the last one moves the state."""
-        m = self.mark
-        update = (
-            f"UPDATE audit_log_state SET size = {m}, root_hash = {m}, frontier = {m} "  # noqa: S608 - constants only
-            f"WHERE tenant_id = {m} AND size = {m}"
-        )
         if self.postgres:
-            # One round trip, one statement text for every batch size (prepared once).
-            sql = f"WITH e AS ({_ENTRIES_FROM_JSON}), n AS ({_NODES_FROM_JSON}) {update}"
-            params = [_json_rows(entries, ENTRY_TYPES), _json_rows(nodes, NODE_TYPES), *state]
-            return [(False, sql, params)]
+            return [(False, *_postgres_append(entries, nodes, state))]
         statements: list[tuple[bool, str, Any]] = [
             (True, self._insert("audit_entry", _ENTRY_COLUMNS), entries)
         ]
         if nodes:
             statements.append((True, self._insert("audit_node", _NODE_COLUMNS), nodes))
-        statements.append((False, update, state))
+        statements.append((False, _STATE_UPDATE.format(m="?"), state))
         return statements
 
     def _insert(self, table: str, columns: tuple[str, ...]) -> str:

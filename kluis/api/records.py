@@ -20,12 +20,16 @@ from vault.schemas import RecordContent, RecordSummary
 router = APIRouter(prefix="/api/v1", tags=["records"])
 
 CATEGORY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+CATEGORY_MAX = 64
 CATEGORY_DESCRIPTION = "Category code, e.g. `inkomen`."
 FIELDS_PATTERN = r"^[A-Za-z0-9_,.\- ]*$"
+FIELDS_MAX = 1000
 FIELDS_DESCRIPTION = (
     "Comma-separated top-level fields to return (data minimisation); recorded in the audit entry."
 )
-CategoryPath = Annotated[str, Path(description=CATEGORY_DESCRIPTION, pattern=CATEGORY_PATTERN, max_length=64)]
+CategoryPath = Annotated[
+    str, Path(description=CATEGORY_DESCRIPTION, pattern=CATEGORY_PATTERN, max_length=CATEGORY_MAX)
+]
 PROBLEM: dict[str, Any] = {"model": None, "content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request", **PROBLEM},
@@ -96,19 +100,24 @@ def _fields(fields: str | None) -> tuple[str, ...] | None:
 
 
 FieldsQuery = Annotated[
-    str | None, Query(description=FIELDS_DESCRIPTION, max_length=1000, pattern=FIELDS_PATTERN)
+    str | None, Query(description=FIELDS_DESCRIPTION, max_length=FIELDS_MAX, pattern=FIELDS_PATTERN)
 ]
 
 # The hot path reads its two parameters itself (see read_record); these check them exactly as
 # FastAPI would check CategoryPath and FieldsQuery, and the OpenAPI document says the same.
-_CATEGORY = TypeAdapter(Annotated[str, StringConstraints(pattern=CATEGORY_PATTERN, max_length=64)])
-_FIELDS = TypeAdapter(Annotated[str, StringConstraints(pattern=FIELDS_PATTERN, max_length=1000)])
+_CATEGORY = TypeAdapter(Annotated[str, StringConstraints(pattern=CATEGORY_PATTERN, max_length=CATEGORY_MAX)])
+_FIELDS = TypeAdapter(Annotated[str, StringConstraints(pattern=FIELDS_PATTERN, max_length=FIELDS_MAX)])
 READ_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "category",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "maxLength": 64, "pattern": CATEGORY_PATTERN, "title": "Category"},
+        "schema": {
+            "type": "string",
+            "maxLength": CATEGORY_MAX,
+            "pattern": CATEGORY_PATTERN,
+            "title": "Category",
+        },
         "description": CATEGORY_DESCRIPTION,
     },
     {
@@ -116,7 +125,10 @@ READ_PARAMETERS: list[dict[str, Any]] = [
         "in": "query",
         "required": False,
         "schema": {
-            "anyOf": [{"type": "string", "maxLength": 1000, "pattern": FIELDS_PATTERN}, {"type": "null"}],
+            "anyOf": [
+                {"type": "string", "maxLength": FIELDS_MAX, "pattern": FIELDS_PATTERN},
+                {"type": "null"},
+            ],
             "title": "Fields",
         },
         "description": FIELDS_DESCRIPTION,
@@ -131,14 +143,18 @@ _CATEGORY_OK = re.compile(CATEGORY_PATTERN[1:-1])
 _FIELDS_OK = re.compile(FIELDS_PATTERN[1:-1])
 
 
+def _plainly_valid(category: str, fields: str | None) -> bool:
+    return (
+        len(category) <= CATEGORY_MAX
+        and _CATEGORY_OK.fullmatch(category) is not None
+        and (fields is None or (len(fields) <= FIELDS_MAX and _FIELDS_OK.fullmatch(fields) is not None))
+    )
+
+
 def _read_parameters(request: Request) -> tuple[str, str | None]:
     category: str = request.path_params["category"]
     fields = request.query_params.get("fields") if request.scope["query_string"] else None
-    if (
-        len(category) <= 64
-        and _CATEGORY_OK.fullmatch(category)
-        and (fields is None or (len(fields) <= 1000 and _FIELDS_OK.fullmatch(fields)))
-    ):
+    if _plainly_valid(category, fields):
         return category, fields
     errors: list[Any] = []
     for where, adapter, value in (("path", _CATEGORY, category), ("query", _FIELDS, fields)):

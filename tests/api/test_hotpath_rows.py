@@ -230,11 +230,9 @@ def test_a_failed_group_look_up_fails_every_request_in_it(db: Database) -> None:
     assert [type(r) for r in results] == [OSError] * 3
 
 
-@pytest.mark.postgres
-def test_the_group_statement_reads_the_columns_of_the_single_one(postgres_url: str) -> None:
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_the_group_statement_reads_the_columns_of_the_single_one(db: Database) -> None:
     # Same columns as GRANT_AND_RECORD_SQL after the request's number, on a real PostgreSQL.
-    db = Database(postgres_url)
-    db.migrate()
     lean = hotpath.LeanReads(db)
 
     async def widths() -> tuple[int, list[tuple[Any, ...]]]:
@@ -249,5 +247,4 @@ def test_the_group_statement_reads_the_columns_of_the_single_one(postgres_url: s
 
     extra, rows = asyncio.run(widths())
     lean.close()
-    db.dispose()
     assert extra == 1 and rows == []

@@ -39,11 +39,9 @@ def accepted(adapter: object, value: str) -> bool:
 
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_quick_category_check_agrees_with_pydantic(category: str) -> None:
-    quick = len(category) <= 64 and records._CATEGORY_OK.fullmatch(category) is not None
-    assert quick == accepted(records._CATEGORY, category)
+    assert records._plainly_valid(category, None) == accepted(records._CATEGORY, category)
 
 
 @pytest.mark.parametrize("fields", FIELDS)
 def test_quick_fields_check_agrees_with_pydantic(fields: str) -> None:
-    quick = len(fields) <= 1000 and records._FIELDS_OK.fullmatch(fields) is not None
-    assert quick == accepted(records._FIELDS, fields)
+    assert records._plainly_valid("inkomen", fields) == accepted(records._FIELDS, fields)
