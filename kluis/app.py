@@ -51,6 +51,21 @@ async def sign_checkpoints_periodically(services: Services) -> None:
             log.warning("checkpoint signing failed: %s", type(exc).__name__)
 
 
+async def purge_periodically(services: Services) -> None:
+    """Every hour or so, on every node: the deletes are idempotent (kluis/housekeeping.py)."""
+    from kluis.housekeeping import housekeep
+
+    while True:
+        await asyncio.sleep(services.settings.housekeeping_interval_seconds)
+        try:
+            purged = await run_in_threadpool(housekeep, services, utcnow())
+        except Exception as exc:  # noqa: BLE001 - keep trying; the next run deletes what this one left
+            log.warning("housekeeping failed: %s", type(exc).__name__)
+            continue
+        if purged.total:
+            log.info("housekeeping deleted expired rows: %s", purged.as_dict())
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or Settings()
     services = services or build_services(settings)
@@ -70,16 +85,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # second under load, which was the whole p99 of the data API (docs/performance.md).
         gc.collect()
         gc.freeze()
-        signer = None
+        background: list[asyncio.Task[None]] = []
         if settings.checkpoint_interval_seconds > 0:
-            signer = asyncio.create_task(sign_checkpoints_periodically(services))
+            background.append(asyncio.create_task(sign_checkpoints_periodically(services)))
+        if settings.housekeeping_interval_seconds > 0:
+            background.append(asyncio.create_task(purge_periodically(services)))
         try:
             yield
         finally:
-            if signer is not None:
-                signer.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await signer
+                    await task
             await services.aclose()
 
     app = FastAPI(

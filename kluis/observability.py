@@ -148,6 +148,12 @@ class Metrics:
             ["tenant", "event", "outcome"],
             registry=self.registry,
         )
+        self.purged_rows = Counter(
+            "kluis_housekeeping_purged_rows",
+            "Expired rows deleted by housekeeping (portal sessions, used assertions, revoked tokens)",
+            ["table"],
+            registry=self.registry,
+        )
         self._store = store
         self._checks: dict[tuple[str, str], tuple[bool, float]] = {}
         self._checks_lock = threading.Lock()
@@ -157,6 +163,11 @@ class Metrics:
         """Count one committed batch (called by the group committer, once per batch)."""
         for labels, count in Tally(event_label(e) for e in events).items():
             self.audit_appends.labels(*labels).inc(count)
+
+    def purged(self, counts: dict[str, int]) -> None:
+        """Count the rows one housekeeping run deleted, by table (names, never values)."""
+        for table, count in counts.items():
+            self.purged_rows.labels(table).inc(count)
 
     def checked(self, tenant_id: str, check: str, *, ok: bool, at: datetime) -> None:
         """Keep the result of an integrity check of a tenant's log done in this process."""

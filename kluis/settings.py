@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # How often each node signs audit checkpoints for logs that grew (0: only on demand).
     checkpoint_interval_seconds: float = Field(default=5.0, ge=0)
+    # How often each node deletes expired portal sessions, used assertions and revoked tokens
+    # (kluis/housekeeping.py; 0: only by `kluis purge-expired`, e.g. from cron).
+    housekeeping_interval_seconds: float = Field(default=3600.0, ge=0)
     # The resident portal (kluis/web). One portal serves one municipality: its slug, or the only one.
     portal_tenant: str | None = None
     # OpenID Provider for resident login (production: a DigiD broker); the BSN comes from a claim.

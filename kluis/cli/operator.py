@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(record_app, name="record")
     app.add_typer(keys_app, name="keys")
     app.command("serve")(serve)
+    app.command("purge-expired")(purge_expired)
     app.command("demo")(demo)
 
 
@@ -39,6 +40,25 @@ def init(as_json: JsonOpt = False) -> None:
         initialise(svc)
         where = "PostgreSQL" if not svc.db.is_sqlite else str(svc.settings.data_dir)
         emit(as_json, {"status": "ok", "database": svc.db.dialect}, f"kluis initialised ({where})")
+
+
+def purge_expired(as_json: JsonOpt = False) -> None:
+    """Delete expired portal sessions, used client assertions and DPoP proofs, and revoked tokens.
+
+    Every running node does this once an hour (KLUIS_HOUSEKEEPING_INTERVAL_SECONDS); this command is
+    for cron, or for nodes where that is switched off. Safe to run at any time, on any node.
+    """
+    from kluis.housekeeping import housekeep
+    from kluis.wiring import utcnow
+
+    with services() as svc:
+        purged = housekeep(svc, utcnow())
+    counts = purged.as_dict()
+    emit(
+        as_json,
+        {"status": "ok", "purged": counts},
+        "deleted: " + ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items()),
+    )
 
 
 @tenant_app.command("create")

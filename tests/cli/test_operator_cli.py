@@ -184,3 +184,24 @@ def test_help_is_everywhere(monkeypatch, capsys, tmp_path: Path) -> None:
     ):
         code, out, _ = run(monkeypatch, capsys, tmp_path, *args)
         assert code == 0 and "Usage" in out
+
+
+def test_purge_expired_deletes_only_what_expired(town: Path, monkeypatch, capsys) -> None:
+    with sqlite3.connect(town / "kluis.db") as conn:
+        conn.executemany(
+            "INSERT INTO consent_used_assertion (client_id, jti, expires_at) VALUES (?, ?, ?)",
+            [
+                ("client-x", "old", "2020-01-01 00:00:00.000000"),
+                ("client-x", "new", "2999-01-01 00:00:00.000000"),
+            ],
+        )
+    code, out, _ = run(monkeypatch, capsys, town, "purge-expired", "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "status": "ok",
+        "purged": {"portal_sessions": 0, "used_assertions": 1, "revoked_tokens": 0},
+    }
+    with sqlite3.connect(town / "kluis.db") as conn:
+        assert [r[0] for r in conn.execute("SELECT jti FROM consent_used_assertion")] == ["new"]
+    code, out, _ = run(monkeypatch, capsys, town, "purge-expired")
+    assert code == 0 and out.strip() == "deleted: 0 portal sessions, 0 used assertions, 0 revoked tokens"

@@ -1,0 +1,77 @@
+"""Housekeeping: delete the rows whose purpose has passed.
+
+Three tables only ever grow on their own, and none of their rows is of use after its expiry:
+
+- ``portal_session``: a resident's or privacy officer's browser session (it links a random id to a
+  resident). Past its absolute or idle expiry it can never be used again (``SessionStore.load``
+  refuses it); keeping it would keep a trace of who used the portal when, for no purpose
+  (GDPR art. 5(1)(e), storage limitation).
+- ``consent_used_assertion``: the ``jti`` of every accepted client assertion and DPoP proof, kept
+  to refuse a replay. An expired assertion or proof is refused on its age alone.
+- ``consent_revoked_token``: access tokens revoked before their expiry. An expired token is
+  refused on its expiry alone.
+
+Each node runs ``housekeep`` every ``KLUIS_HOUSEKEEPING_INTERVAL_SECONDS`` (``kluis.app``);
+``kluis purge-expired`` does the same from cron. The deletes are idempotent, so several nodes may run
+them at once. Nothing here touches a vault, a grant or the audit log (append-only by design).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import col, delete
+
+from consent.models import RevokedToken, UsedAssertion
+from kluis.db import Database
+from kluis.web.sessions import SessionStore
+from kluis.wiring import Services
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """How many rows each table lost."""
+
+    portal_sessions: int
+    used_assertions: int
+    revoked_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @property
+    def total(self) -> int:
+        return self.portal_sessions + self.used_assertions + self.revoked_tokens
+
+
+def session_store(services: Services) -> SessionStore:
+    """The portal's session store with the configured lifetimes (``kluis.web`` builds the same)."""
+    settings = services.settings
+    return SessionStore(
+        services.db,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        max_age=timedelta(hours=settings.session_max_hours),
+    )
+
+
+def purge_expired(db: Database, sessions: SessionStore, now: datetime) -> Purged:
+    """Delete every expired portal session, used assertion and revoked token; one transaction per
+    table, so a long delete of one does not hold locks on the others."""
+    expired_sessions = sessions.purge_expired(now)
+    counts: list[int] = []
+    # The same comparison as the code that deletes these rows on its way (consent.clients,
+    # consent.oauth): a row goes once its expiry has passed.
+    for model in (UsedAssertion, RevokedToken):
+        with db.session() as session:
+            result = session.execute(delete(model).where(col(model.expires_at) < now))
+            session.commit()
+            counts.append(int(getattr(result, "rowcount", 0) or 0))
+    return Purged(portal_sessions=expired_sessions, used_assertions=counts[0], revoked_tokens=counts[1])
+
+
+def housekeep(services: Services, now: datetime) -> Purged:
+    """``purge_expired`` with the configured session lifetimes, counted on ``/metrics``."""
+    purged = purge_expired(services.db, session_store(services), now)
+    services.metrics.purged(purged.as_dict())
+    return purged

@@ -1,0 +1,117 @@
+"""Housekeeping (``kluis.housekeeping``): expired portal sessions, used assertions and revoked
+tokens are deleted, live ones stay, a revoked token stays refused until it has expired, and a second
+run finds nothing. On SQLite and PostgreSQL; the periodic task and the metrics on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlmodel import select
+
+from consent.models import RevokedToken, UsedAssertion
+from consent.resource import Refusal
+from consent.services import ConsentServices
+from kluis.app import purge_periodically
+from kluis.db import Database
+from kluis.housekeeping import Purged, housekeep, purge_expired
+from kluis.settings import Settings
+from kluis.web.models import PortalSession
+from kluis.web.sessions import SessionState, SessionStore, hash_id
+from kluis.wiring import build_services, initialise, utcnow
+from tests.conftest import Clock
+from tests.consent.conftest import Town, client_ctx
+from tests.consent.test_flow import approved_token, check
+
+IDLE, MAX_AGE = timedelta(minutes=15), timedelta(hours=8)
+
+
+def new_session(store: SessionStore, now: datetime) -> str:
+    state = SessionState()
+    state.data["lang"] = "nl"  # a change, so the session is saved
+    raw_id = store.save(state, now)
+    assert raw_id
+    return hash_id(raw_id)
+
+
+def used_assertion(db: Database, jti: str, expires_at: datetime) -> None:
+    with db.session() as s:
+        s.add(UsedAssertion(client_id="dpop:client-x", jti=jti, expires_at=expires_at))
+        s.commit()
+
+
+def stored(db: Database) -> tuple[set[str], set[str], int]:
+    with db.read_session() as s:
+        sessions = set(s.exec(select(PortalSession.id_hash)).all())
+        assertions = set(s.exec(select(UsedAssertion.jti)).all())
+        revoked = len(s.exec(select(RevokedToken.jti)).all())
+    return sessions, assertions, revoked
+
+
+def test_expired_rows_go_and_live_ones_stay(db: Database, consent: ConsentServices, clock: Clock, town: Town):
+    store = SessionStore(db, idle=IDLE, max_age=MAX_AGE)
+    client = town.clients["inkomen"]
+    start = clock()
+    idle_session = new_session(store, start)
+    response = approved_token(db, consent, clock, town)
+    with db.session() as s:
+        consent.oauth.revoke(s, client_ctx(clock, client), client, {"token": [response.access_token]})
+    used_assertion(db, "old", start + timedelta(minutes=1))
+    used_assertion(db, "fresh", start + timedelta(hours=1))
+
+    # Nothing has expired yet: nothing goes, and the revoked token stays refused as revoked.
+    assert purge_expired(db, store, clock()) == Purged(0, 0, 0)
+    refusal = check(db, consent, clock, response.access_token)
+    assert isinstance(refusal, Refusal) and refusal.reason == "token_revoked"
+
+    clock.advance(minutes=20)  # past the idle time, the assertion's and the access token's expiry
+    live_session = new_session(store, clock())
+    assert purge_expired(db, store, clock()) == Purged(portal_sessions=1, used_assertions=1, revoked_tokens=1)
+    sessions, assertions, revoked = stored(db)
+    assert sessions == {live_session} and idle_session not in sessions
+    assert assertions == {"fresh"} and revoked == 0
+    refusal = check(db, consent, clock, response.access_token)  # still refused, now for its age
+    assert isinstance(refusal, Refusal) and refusal.reason == "token_expired"
+    assert purge_expired(db, store, clock()) == Purged(0, 0, 0)  # idempotent
+
+    clock.advance(hours=9)  # past the live session's absolute age, however recently it was used
+    assert purge_expired(db, store, clock()).portal_sessions == 1
+    assert stored(db)[0] == set()
+
+
+def test_housekeep_counts_on_metrics_and_runs_periodically(tmp_path: Path):
+    services = build_services(
+        Settings(env="development", data_dir=tmp_path, housekeeping_interval_seconds=0.05)
+    )
+    initialise(services)
+    try:
+        now = utcnow()
+        used_assertion(services.db, "a", now - timedelta(seconds=1))
+        used_assertion(services.db, "b", now - timedelta(seconds=1))
+        assert housekeep(services, now) == Purged(portal_sessions=0, used_assertions=2, revoked_tokens=0)
+        value = services.metrics.registry.get_sample_value(
+            "kluis_housekeeping_purged_rows_total", {"table": "used_assertions"}
+        )
+        assert value == 2
+
+        used_assertion(services.db, "c", now - timedelta(seconds=1))
+
+        async def until_purged() -> None:
+            task = asyncio.create_task(purge_periodically(services))
+            try:
+                for _ in range(200):
+                    await asyncio.sleep(0.05)
+                    if not stored(services.db)[1]:
+                        return
+                raise AssertionError("the periodic housekeeping did not run")
+            finally:
+                task.cancel()
+
+        # In a thread of its own: a browser test in the same worker may hold this thread's loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, until_purged()).result()
+        assert stored(services.db)[1] == set()
+    finally:
+        services.close()
