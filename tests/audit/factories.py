@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from audit import services
+from audit.models import ENTRY
 from audit.schemas import Actor, AuditEvent, TraceContext
 from kluis.db import Database
 
@@ -101,3 +102,25 @@ def forged_signature(jws: str) -> str:
     """The token with one character of its signature changed (never a no-op: the character differs)."""
     position = len(jws) - 10
     return jws[:position] + ("B" if jws[position] != "B" else "C") + jws[position + 1 :]
+
+
+def stored_leaves(db: Database, tenant: str = TENANT) -> list[bytes]:
+    """The tenant's stored leaf bytes, in sequence order."""
+    with db.read_session() as session:
+        rows = session.connection().execute(
+            ENTRY.select().where(ENTRY.c.tenant_id == tenant).order_by(ENTRY.c.seq)
+        )
+        return [bytes(r.leaf_bytes) for r in rows]
+
+
+def assert_head_is_the_rfc_root(db: Database, tenant: str = TENANT) -> list[bytes]:
+    """The log's head covers exactly the stored leaves, with RFC 6962's root of them (computed the
+    naive way, independently of ``audit.merkle``); returns the leaves."""
+    from tests.audit import naive
+
+    leaves = stored_leaves(db, tenant)
+    with db.read_session() as session:
+        head = services.log_head(session, tenant)
+    assert head.tree_size == len(leaves)
+    assert head.root_hash == naive.mth(tuple(leaves))
+    return leaves

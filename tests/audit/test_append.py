@@ -14,17 +14,9 @@ from audit.models import ENTRY
 from audit.schemas import Actor, TraceContext
 from kluis.db import Database
 from tests.audit import naive
-from tests.audit.factories import ORIGIN, TENANT, drop_triggers, event, fill
+from tests.audit.factories import ORIGIN, TENANT, drop_triggers, event, fill, stored_leaves
 
 OTHER = "0b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e"
-
-
-def stored_leaves(db: Database, tenant: str = TENANT) -> list[bytes]:
-    with db.read_session() as session:
-        rows = session.connection().execute(
-            ENTRY.select().where(ENTRY.c.tenant_id == tenant).order_by(ENTRY.c.seq)
-        )
-        return [r.leaf_bytes for r in rows]
 
 
 def test_sequence_numbers_are_dense_and_the_root_is_the_rfc_root(log_db: Database) -> None:

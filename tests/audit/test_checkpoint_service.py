@@ -11,8 +11,8 @@ from audit import merkle, services
 from audit.checkpoints import CheckpointVerifier, Ed25519CheckpointSigner
 from audit.errors import CheckpointRefusedError, LogStateError, UnknownLogError
 from kluis.db import Database
-from tests.audit.factories import ORIGIN, START, TENANT, drop_triggers, fill
-from tests.audit.test_append import OTHER, stored_leaves
+from tests.audit.factories import ORIGIN, START, TENANT, drop_triggers, fill, stored_leaves
+from tests.audit.test_append import OTHER
 
 
 def test_checkpoints_sign_the_tree_and_only_when_it_grew(

@@ -19,8 +19,7 @@ from audit.checkpoints import CheckpointVerifier
 from audit.verify import verify_log
 from kluis.db import Database
 from tests.audit import naive
-from tests.audit.factories import TENANT, event
-from tests.audit.test_append import stored_leaves
+from tests.audit.factories import TENANT, event, stored_leaves
 from tests.audit.writer import FORK, Writer
 
 

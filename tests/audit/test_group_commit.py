@@ -17,7 +17,7 @@ from audit.errors import UnknownLogError
 from audit.schemas import AuditEvent
 from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError
-from tests.audit.factories import TENANT, event
+from tests.audit.factories import TENANT, assert_head_is_the_rfc_root, event
 
 
 @pytest.fixture
@@ -164,19 +164,6 @@ def _committed_many(
     return asyncio.run(main())
 
 
-def _verifies(db: Database) -> None:
-    from tests.audit import naive
-
-    with db.read_session() as session:
-        rows = session.connection().execute(
-            text("SELECT seq, leaf_bytes FROM audit_entry WHERE tenant_id = :t ORDER BY seq"), {"t": TENANT}
-        )
-        leaves = [bytes(r[1]) for r in rows]
-        head = audit_log.log_head(session, TENANT)
-    assert head.tree_size == len(leaves)
-    assert head.root_hash == naive.mth(tuple(leaves))
-
-
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(log_db: Database) -> None:
     heads: dict[str, audit_log.Head] = {}
@@ -195,7 +182,7 @@ def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(l
         assert _committed_many(log_db, [[0, 1, 2], [3, 4], [5]], heads) == [[0, 1, 2], [3, 4], [5]]
     assert statements == ["WITH", "WITH"]
     assert heads[TENANT][0] == 6
-    _verifies(log_db)
+    assert_head_is_the_rfc_root(log_db)
     # Another writer moves the log on: the remembered head is stale, the guarded statement writes
     # nothing, and the batch lands after the other writer's entries, through the locked path.
     with log_db.session() as session:
@@ -203,12 +190,12 @@ def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(l
         session.commit()
     assert _committed_many(log_db, [[9, 10], [11]], heads) == [[9, 10], [11]]
     assert heads[TENANT][0] == 12
-    _verifies(log_db)
+    assert_head_is_the_rfc_root(log_db)
     # A head of the right size but another frontier (a log restored and grown again) is not trusted.
     size, frontier = heads[TENANT]
     heads[TENANT] = (size, bytes(len(frontier)))
     assert _committed_many(log_db, [[12]], heads) == [[12]]
-    _verifies(log_db)
+    assert_head_is_the_rfc_root(log_db)
     assert stored_seqs(log_db) == list(range(13))
     # Two tenants in one batch: one transaction for both, through the locked path; both heads known.
     other = "0b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e"
@@ -218,4 +205,4 @@ def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(l
     mixed = _committed_many(log_db, [[13, 14, 15, 16]], heads, lambda i: other if i % 2 else TENANT)
     assert mixed == [[0, 13, 1, 14]]
     assert heads[TENANT][0] == 15 and heads[other][0] == 2
-    _verifies(log_db)
+    assert_head_is_the_rfc_root(log_db)

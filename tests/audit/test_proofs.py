@@ -12,8 +12,7 @@ from audit import merkle, services
 from audit.errors import ProofRequestError, UnknownLogError
 from kluis.db import Database
 from tests.audit import naive
-from tests.audit.factories import TENANT, fill
-from tests.audit.test_append import stored_leaves
+from tests.audit.factories import TENANT, fill, stored_leaves
 
 SIZE = 21
 
