@@ -52,6 +52,13 @@ def settings_problems(settings: Settings) -> list[str]:
         or settings.session_secret in {"changeme", "change-me", "secret", "development"}
     ):
         problems.append("KLUIS_SESSION_SECRET must be set to a random value of at least 32 characters")
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if len(token) < 32 and not settings.allow_public_metrics_in_production:
+        problems.append(
+            "KLUIS_METRICS_TOKEN must be set to a random value of at least 32 characters (Prometheus "
+            "sends it as a bearer token), or KLUIS_ALLOW_PUBLIC_METRICS_IN_PRODUCTION=true where "
+            "/metrics is reachable from the internal network only"
+        )
     if not settings.issuer.startswith("https://"):
         problems.append("KLUIS_ISSUER must be an https:// URL in production")
     if settings.public_base_url and not settings.public_base_url.startswith("https://"):

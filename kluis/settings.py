@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     allow_sqlite_in_production: bool = False
     allow_client_secret_in_production: bool = False
+    # ``/metrics`` answers only with ``Authorization: Bearer <this>`` when set; production requires
+    # it unless the operator states that /metrics is reachable from the internal network only.
+    metrics_token: SecretStr | None = None
+    allow_public_metrics_in_production: bool = False
     session_secret: str | None = None
     access_token_lifetime_seconds: int = Field(default=300, ge=30, le=300)
     consent_request_lifetime_seconds: int = Field(default=3600, ge=60)

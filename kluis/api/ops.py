@@ -1,12 +1,16 @@
-"""``/metrics`` in the Prometheus text format."""
+"""``/metrics`` in the Prometheus text format, behind a bearer token when one is configured."""
 
 from __future__ import annotations
+
+import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consent.errors import InvalidTokenError
 from kluis.observability import Metrics
+from kluis.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
@@ -15,8 +19,22 @@ router = APIRouter(tags=["operations"])
     "/metrics",
     summary="Prometheus metrics (no personal data in any label)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: {
+            "description": "KLUIS_METRICS_TOKEN is set and the request does not carry it as a bearer token",
+            "content": {"application/problem+json": {}},
+        },
+    },
 )
 def metrics(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token is not None:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            raise InvalidTokenError("token_missing")
+        expected = settings.metrics_token.get_secret_value()
+        if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+            raise InvalidTokenError("token_invalid")
     registry: Metrics = request.app.state.metrics
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -350,3 +350,26 @@ def test_the_group_committer_counts_each_batch_once_and_a_failing_observer_stops
     finally:
         writer.close()
     assert seen == [1, 1]
+
+
+def test_a_configured_metrics_token_is_required(tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(32)
+    settings = development_settings(tmp_path, free_port(), checkpoint_interval_seconds=0, metrics_token=token)
+    services = build_services(settings)
+    initialise(services)
+    try:
+        with live_server(settings, services) as base:
+            missing = httpx.get(base + "/metrics")
+            wrong = httpx.get(base + "/metrics", headers={"Authorization": "Bearer " + token[:-1] + "x"})
+            basic = httpx.get(base + "/metrics", auth=("prometheus", token))
+            right = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        services.close()
+    for refused in (missing, wrong, basic):
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"] == "urn:kluis:problem:invalid-token"
+        assert token not in refused.text and "kluis_http_requests" not in refused.text
+    assert missing.headers["www-authenticate"] == 'Bearer realm="kluis"'
+    assert wrong.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert right.status_code == 200 and "kluis_http_requests_total" in right.text

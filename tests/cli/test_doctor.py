@@ -71,7 +71,14 @@ def test_production_lists_every_problem_and_refuses_to_start(tmp_path: Path) -> 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     problems = json.loads(result.stdout)["problems"]
     joined = " ".join(problems)
-    for expected in ("SQLite", "KLUIS_SESSION_SECRET", "https", "readable by others", "client secret"):
+    for expected in (
+        "SQLite",
+        "KLUIS_SESSION_SECRET",
+        "KLUIS_METRICS_TOKEN",
+        "https",
+        "readable by others",
+        "client secret",
+    ):
         assert expected in joined, (expected, problems)
     from kluis.app import create_app
 

@@ -28,6 +28,7 @@ def production(tmp_path: Path) -> Settings:
         issuer="https://kluis.example",
         base_url="https://kluis.example",
         checkpoint_interval_seconds=0,
+        metrics_token="m" * 40,
     )
 
 
