@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # Per client address on the OAuth endpoints that authenticate clients (token, bc-authorize,
     # introspect, revoke): a cap on guessing and on the database work of failed authentications.
     oauth_rate_limit_per_minute: int = Field(default=600, ge=1)
+    # Per client address on the logins of the portal and the console (the OpenID Provider's start
+    # and callback, and the test login): each start writes a session, each callback asks the
+    # provider; the provider (DigiD) has limits of its own.
+    login_rate_limit_per_minute: int = Field(default=60, ge=1)
     # Shared store for rate-limit counters of several nodes (e.g. redis://127.0.0.1:6379/0).
     redis_url: str | None = None
     # How often each node signs audit checkpoints for logs that grew (0: only on demand).

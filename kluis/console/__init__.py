@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from kluis.console import api, jobs, login, pages
 from kluis.console.deps import Console
-from kluis.console.errors import ConsoleError, OfficerLoginRequiredError
+from kluis.console.errors import ConsoleError, OfficerLoginRequiredError, OfficerTooManyLoginsError
 from kluis.console.services import ConsoleService
 from kluis.web import CachedStaticFiles
 from kluis.web.i18n import TIMEZONE
@@ -59,7 +59,10 @@ def install(app: FastAPI, services: Services) -> None:
         if isinstance(exc, OfficerLoginRequiredError):
             return RedirectResponse(login.LOGIN, status_code=303)
         console: Console = request.app.state.console
-        return console.templates.render(request, "console/error.html", message=exc.message, status=exc.status)
+        page = console.templates.render(request, "console/error.html", message=exc.message, status=exc.status)
+        if isinstance(exc, OfficerTooManyLoginsError):
+            page.headers["Retry-After"] = str(exc.retry_after)
+        return page
 
     app.add_exception_handler(ConsoleError, on_console_error)
     every = jobs.interval(settings)

@@ -5,6 +5,7 @@
     ConsoleError
     ├── OfficerLoginRequiredError   no live privacy-officer session: go to the console's login page
     ├── OfficerLoginFailedError     the provider refused, or the account lacks the role or a tenant
+    ├── OfficerTooManyLoginsError   too many login attempts from this address (429, Retry-After)
     ├── NotFoundError               unknown, or of another municipality: the same answer either way
     └── InvalidSearchError          a filter, cursor or note that cannot be used (``field`` names it)
 """
@@ -42,3 +43,12 @@ class InvalidSearchError(ConsoleError):
 class OfficerLoginFailedError(ConsoleError):
     status = 400
     message = N_("Logging in as privacy officer did not work.")
+
+
+class OfficerTooManyLoginsError(ConsoleError):
+    status = 429
+    message = N_("Too many login attempts from your connection. Please wait a minute and try again.")
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after

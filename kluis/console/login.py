@@ -22,12 +22,12 @@ from httpx import HTTPError
 
 from kluis.api.deps import ServicesDep
 from kluis.console.deps import ConsoleDep
-from kluis.console.errors import NotFoundError, OfficerLoginFailedError
+from kluis.console.errors import NotFoundError, OfficerLoginFailedError, OfficerTooManyLoginsError
 from kluis.console.schemas import ROLE
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import StateDep
 from kluis.web.errors import LoginFailedError
-from kluis.web.login import portal_tenant
+from kluis.web.login import login_attempt_wait, portal_tenant
 from kluis.wiring import Services
 from vault.errors import NotFoundError as VaultNotFoundError
 from vault.models import Tenant
@@ -45,6 +45,16 @@ HOME = "/fg/overzicht"
 LOGIN = "/fg/inloggen"
 CALLBACK = "/fg/inloggen/terug"
 Csrf = Depends(require_csrf)
+
+
+async def limit_logins(request: Request, services: ServicesDep) -> None:
+    """The portal's limit per address (one budget for both logins), answered as a console page."""
+    wait = login_attempt_wait(request, services)
+    if wait is not None:
+        raise OfficerTooManyLoginsError(wait)
+
+
+LoginLimit = Depends(limit_logins)
 NAME = re.compile(r"^[A-Za-z0-9 ._'-]{1,60}$")
 
 
@@ -106,7 +116,7 @@ def dev_login_page(request: Request, console: ConsoleDep, services: ServicesDep)
     return console.templates.render(request, "console/dev_login.html", tenants=tenants)
 
 
-@router.post("/inloggen/test", dependencies=[Csrf])
+@router.post("/inloggen/test", dependencies=[LoginLimit, Csrf])
 def dev_login(
     services: ServicesDep,
     state: StateDep,
@@ -125,7 +135,7 @@ def dev_login(
     return _log_in(state, found, "dev:" + name.strip())
 
 
-@router.get("/inloggen/oidc")
+@router.get("/inloggen/oidc", dependencies=[LoginLimit])
 async def oidc_start(request: Request, services: ServicesDep) -> Response:
     client: StarletteOAuth2App | None = request.app.state.oidc
     if client is None:
@@ -139,7 +149,7 @@ async def oidc_start(request: Request, services: ServicesDep) -> Response:
     return response
 
 
-@router.get("/inloggen/terug")
+@router.get("/inloggen/terug", dependencies=[LoginLimit])
 async def oidc_callback(request: Request, services: ServicesDep, state: StateDep) -> Response:
     client: StarletteOAuth2App | None = request.app.state.oidc
     if client is None:

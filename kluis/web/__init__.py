@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from kluis.web import consent_pages, data_pages, history_pages, login, representative_pages
 from kluis.web.deps import Portal
-from kluis.web.errors import LoginRequiredError, PortalError
+from kluis.web.errors import LoginRequiredError, PortalError, TooManyLoginsError
 from kluis.web.mandates import MandateService
 from kluis.web.middleware import PortalSessionMiddleware
 from kluis.web.render import Templates
@@ -61,6 +61,9 @@ def install(app: FastAPI, services: Services) -> None:
         if isinstance(exc, LoginRequiredError):
             return RedirectResponse(login.LOGIN, status_code=303)
         portal: Portal = request.app.state.portal
-        return portal.templates.render(request, "error.html", message=exc.message, status=exc.status)
+        page = portal.templates.render(request, "error.html", message=exc.message, status=exc.status)
+        if isinstance(exc, TooManyLoginsError):
+            page.headers["Retry-After"] = str(exc.retry_after)
+        return page
 
     app.add_exception_handler(PortalError, on_portal_error)

@@ -5,7 +5,8 @@ PortalError
 ├── CsrfError              a form without the session's CSRF token (403)
 ├── PageNotFoundError      unknown, or not yours: the same answer either way (404)
 ├── NotAllowedError        a representative acting outside their mandate's scope (403)
-└── LoginFailedError       the identity provider or the test login refused (400)
+├── LoginFailedError       the identity provider or the test login refused (400)
+└── TooManyLoginsError     too many login attempts from this address (429, Retry-After)
 """
 
 from __future__ import annotations
@@ -42,3 +43,12 @@ class NotAllowedError(PortalError):
 class LoginFailedError(PortalError):
     status = 400
     message = N_("Logging in did not work. Please try again.")
+
+
+class TooManyLoginsError(PortalError):
+    status = 429
+    message = N_("Too many login attempts from your connection. Please wait a minute and try again.")
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after

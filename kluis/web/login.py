@@ -11,6 +11,7 @@ session: never the BSN.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Annotated, Any
 
@@ -23,8 +24,8 @@ from kluis.api.deps import ServicesDep
 from kluis.settings import Settings
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import PortalDep, StateDep
-from kluis.web.errors import LoginFailedError, PageNotFoundError
-from kluis.wiring import Services
+from kluis.web.errors import LoginFailedError, PageNotFoundError, TooManyLoginsError
+from kluis.wiring import Services, utcnow
 from vault.errors import InvalidInputError, NotFoundError
 from vault.models import Tenant
 
@@ -44,6 +45,25 @@ LOGIN = "/portaal/inloggen"
 CALLBACK = "/portaal/inloggen/terug"
 DEMO_CHOICES = 8
 Csrf = Depends(require_csrf)
+
+
+def login_attempt_wait(request: Request, services: Services) -> int | None:
+    """Count a login attempt of the request's address (portal and console share the budget,
+    ``KLUIS_LOGIN_RATE_LIMIT_PER_MINUTE``): ``None`` if allowed, else the seconds to wait."""
+    address = request.client.host if request.client is not None else "unknown"
+    wait = services.rate_limiter.hit(
+        f"login:{address}", services.settings.login_rate_limit_per_minute, utcnow().timestamp()
+    )
+    return None if wait is None else math.ceil(wait)
+
+
+async def limit_logins(request: Request, services: ServicesDep) -> None:
+    wait = login_attempt_wait(request, services)
+    if wait is not None:
+        raise TooManyLoginsError(wait)
+
+
+LoginLimit = Depends(limit_logins)
 
 
 def oidc_client(settings: Settings) -> StarletteOAuth2App | None:
@@ -117,7 +137,7 @@ def dev_login_page(request: Request, portal: PortalDep, services: ServicesDep) -
     return portal.templates.render(request, "dev_login.html", demo_bsns=list(valid_bsns(DEMO_CHOICES)))
 
 
-@router.post("/inloggen/test", dependencies=[Csrf])
+@router.post("/inloggen/test", dependencies=[LoginLimit, Csrf])
 def dev_login(services: ServicesDep, state: StateDep, bsn: Annotated[str, Form(max_length=9)]) -> Response:
     if not services.settings.dev_login_enabled:
         raise PageNotFoundError
@@ -125,7 +145,7 @@ def dev_login(services: ServicesDep, state: StateDep, bsn: Annotated[str, Form(m
     return RedirectResponse(HOME, status_code=303)
 
 
-@router.get("/inloggen/oidc")
+@router.get("/inloggen/oidc", dependencies=[LoginLimit])
 async def oidc_start(request: Request, services: ServicesDep) -> Response:
     client: StarletteOAuth2App | None = request.app.state.oidc
     if client is None:
@@ -138,7 +158,7 @@ async def oidc_start(request: Request, services: ServicesDep) -> Response:
     return response
 
 
-@router.get("/inloggen/terug")
+@router.get("/inloggen/terug", dependencies=[LoginLimit])
 async def oidc_callback(request: Request, services: ServicesDep, state: StateDep) -> Response:
     client: StarletteOAuth2App | None = request.app.state.oidc
     if client is None:

@@ -289,6 +289,7 @@ def console_server(
         oidc_client_secret="test-secret",
         oidc_tenant_claim="gemeente",
         checkpoint_interval_seconds=0,
+        login_rate_limit_per_minute=100_000,  # every test logs in from 127.0.0.1
     )
     services = build_services(settings)
     initialise(services)

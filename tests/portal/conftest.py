@@ -205,6 +205,7 @@ def server(
         oidc_issuer=idp[0],
         oidc_client_id="kluis-portal",
         oidc_client_secret="test-secret",
+        login_rate_limit_per_minute=100_000,  # every test logs in from 127.0.0.1
     )
     services = build_services(settings)
     initialise(services)
