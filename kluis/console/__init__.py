@@ -17,9 +17,10 @@ from fastapi.responses import RedirectResponse, Response
 
 from kluis.console import api, jobs, login, pages
 from kluis.console.deps import Console
-from kluis.console.errors import ConsoleError, OfficerLoginRequiredError, OfficerTooManyLoginsError
+from kluis.console.errors import ConsoleError, OfficerLoginRequiredError
 from kluis.console.services import ConsoleService
 from kluis.web import CachedStaticFiles
+from kluis.web.errors import LoginsLimitedError
 from kluis.web.i18n import TIMEZONE
 from kluis.web.middleware import PortalSessionMiddleware
 from kluis.web.render import Templates
@@ -60,7 +61,7 @@ def install(app: FastAPI, services: Services) -> None:
             return RedirectResponse(login.LOGIN, status_code=303)
         console: Console = request.app.state.console
         page = console.templates.render(request, "console/error.html", message=exc.message, status=exc.status)
-        if isinstance(exc, OfficerTooManyLoginsError):
+        if isinstance(exc, LoginsLimitedError):
             page.headers["Retry-After"] = str(exc.retry_after)
         return page
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from kluis.console.anomalies import N_
+from kluis.web.errors import LoginsLimitedError
 
 
 class ConsoleError(Exception):
@@ -45,10 +46,5 @@ class OfficerLoginFailedError(ConsoleError):
     message = N_("Logging in as privacy officer did not work.")
 
 
-class OfficerTooManyLoginsError(ConsoleError):
-    status = 429
-    message = N_("Too many login attempts from your connection. Please wait a minute and try again.")
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
+class OfficerTooManyLoginsError(LoginsLimitedError, ConsoleError):
+    pass

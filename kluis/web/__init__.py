@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from kluis.web import consent_pages, data_pages, history_pages, login, representative_pages
 from kluis.web.deps import Portal
-from kluis.web.errors import LoginRequiredError, PortalError, TooManyLoginsError
+from kluis.web.errors import LoginRequiredError, LoginsLimitedError, PortalError
 from kluis.web.mandates import MandateService
 from kluis.web.middleware import PortalSessionMiddleware
 from kluis.web.render import Templates
@@ -62,7 +62,7 @@ def install(app: FastAPI, services: Services) -> None:
             return RedirectResponse(login.LOGIN, status_code=303)
         portal: Portal = request.app.state.portal
         page = portal.templates.render(request, "error.html", message=exc.message, status=exc.status)
-        if isinstance(exc, TooManyLoginsError):
+        if isinstance(exc, LoginsLimitedError):
             page.headers["Retry-After"] = str(exc.retry_after)
         return page
 

@@ -45,10 +45,17 @@ class LoginFailedError(PortalError):
     message = N_("Logging in did not work. Please try again.")
 
 
-class TooManyLoginsError(PortalError):
+class LoginsLimitedError(Exception):
+    """Too many login attempts from one address: the portal's and the console's error (each mixes
+    it into its own hierarchy); pages answer it with ``Retry-After``."""
+
     status = 429
     message = N_("Too many login attempts from your connection. Please wait a minute and try again.")
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+class TooManyLoginsError(LoginsLimitedError, PortalError):
+    pass
