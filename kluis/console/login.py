@@ -7,7 +7,9 @@
 - The test login (development only; 404 in production): pick a municipality, give a name.
 
 Either way the portal's session mechanism is used (database-backed, id replaced at login, CSRF),
-bound to a role (``SessionState.login_role``) instead of a resident.
+bound to a role (``SessionState.login_role``) instead of a resident. Every login is an entry in the
+municipality's audit trail (``audit:officer:logged_in``, committed before the session is bound):
+who could read the whole trail, and since when, is part of it.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from httpx import HTTPError
+from starlette.concurrency import run_in_threadpool
 
-from kluis.api.deps import ServicesDep
-from kluis.console.deps import ConsoleDep
+from kluis.api.deps import ServicesDep, trace_of
+from kluis.console.deps import Console, ConsoleDep
 from kluis.console.errors import NotFoundError, OfficerLoginFailedError, OfficerTooManyLoginsError
-from kluis.console.schemas import ROLE
+from kluis.console.schemas import ROLE, Officer
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import StateDep
 from kluis.web.errors import LoginFailedError
 from kluis.web.login import login_attempt_wait, portal_tenant
-from kluis.wiring import Services
+from kluis.wiring import Services, utcnow
 from vault.errors import NotFoundError as VaultNotFoundError
 from vault.models import Tenant
+from vault.services import Context
 
 with warnings.catch_warnings():
     # As in kluis.web.login: authlib warns at import about the httpx2 fork (httpx stays supported).
@@ -84,7 +88,14 @@ def officer_tenant(services: Services, claims: dict[str, Any]) -> Tenant:
             raise OfficerLoginFailedError from None
 
 
-def _log_in(state: Any, tenant: Tenant, subject: str) -> RedirectResponse:
+def _log_in(
+    request: Request, services: Services, state: Any, tenant: Tenant, subject: str, method: str
+) -> RedirectResponse:
+    """Bind the session to the officer, once the login is in the tenant's audit trail."""
+    console: Console = request.app.state.console
+    ctx = Context(actor=Officer(tenant.id, subject, tenant.name).actor, trace=trace_of(request), now=utcnow())
+    with services.db.session() as session:
+        console.service.log_login(session, ctx, tenant.id, method)
     state.login_role(tenant.id, ROLE, subject)
     state.data["tenant_name"] = tenant.name
     return RedirectResponse(HOME, status_code=303)
@@ -118,6 +129,7 @@ def dev_login_page(request: Request, console: ConsoleDep, services: ServicesDep)
 
 @router.post("/inloggen/test", dependencies=[LoginLimit, Csrf])
 def dev_login(
+    request: Request,
     services: ServicesDep,
     state: StateDep,
     tenant: Annotated[str, Form(max_length=63)],
@@ -132,7 +144,7 @@ def dev_login(
             found = services.vault.tenant(session, tenant)
         except VaultNotFoundError:
             raise OfficerLoginFailedError from None
-    return _log_in(state, found, "dev:" + name.strip())
+    return _log_in(request, services, state, found, "dev:" + name.strip(), "test")
 
 
 @router.get("/inloggen/oidc", dependencies=[LoginLimit])
@@ -165,7 +177,8 @@ async def oidc_callback(request: Request, services: ServicesDep, state: StateDep
     subject = claims.get("sub")
     if not has_role(claims, role_claim) or not isinstance(subject, str) or not 0 < len(subject) <= 120:
         raise OfficerLoginFailedError
-    return _log_in(state, officer_tenant(services, claims), "oidc:" + subject)
+    tenant = officer_tenant(services, claims)
+    return await run_in_threadpool(_log_in, request, services, state, tenant, "oidc:" + subject, "oidc")
 
 
 @router.post("/uitloggen", dependencies=[Csrf])

@@ -125,6 +125,12 @@ class ConsoleService:
             ),
         )
 
+    def log_login(self, session: Session, ctx: Context, tenant_id: str, method: str) -> None:
+        """Audit an officer's login to the tenant's trail (``audit:officer:logged_in``) and commit:
+        who could read the whole trail, and since when, is part of that trail."""
+        self.record(session, ctx, tenant_id, tags.OFFICER_LOGGED_IN, details={"method": method})
+        session.commit()
+
     # -- the data subject -------------------------------------------------------------------------
     def subject_of(self, session: Session, tenant_id: str, bsn: str) -> str | None:
         """The audit pseudonym of the resident with ``bsn``, or None if there is none.

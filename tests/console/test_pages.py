@@ -126,6 +126,12 @@ def test_oidc_login_with_the_privacy_officer_role(
     assert done.status_code == 303 and done.headers["location"] == "/fg/overzicht"
     page = browser.get("/fg/overzicht")
     assert page.status_code == 200 and "Gemeente A" in page.text
+    logins = [
+        e
+        for e in console_server.entries(console_server.a, tags.OFFICER_LOGGED_IN)
+        if e.actor.id == "oidc:fg-anna"
+    ]
+    assert logins and logins[0].actor.type == ROLE and logins[0].details == {"method": "oidc"}
 
 
 @pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
@@ -136,6 +142,21 @@ def test_oidc_login_without_the_role_or_a_known_municipality_is_refused(
     browser, done = _oidc_login(console_server, clients, sub)
     assert done.status_code == 400
     assert browser.get("/fg/overzicht").headers["location"] == "/fg/inloggen"
+    for town in (console_server.a, console_server.b):  # a refused login is no officer's login
+        assert all(e.actor.id != "oidc:" + sub for e in console_server.entries(town, tags.OFFICER_LOGGED_IN))
+
+
+def test_a_test_login_is_in_the_municipalitys_trail_before_the_console_opens(
+    console_server: ConsoleServer, clients: list[httpx.Client]
+) -> None:
+    before = console_server.entries(console_server.b, tags.OFFICER_LOGGED_IN)
+    client = officer_login(console_server, clients, console_server.b, name="fg-trail")
+    after = console_server.entries(console_server.b, tags.OFFICER_LOGGED_IN)
+    [new] = [e for e in after if e not in before]
+    assert (new.actor.type, new.actor.id, new.details) == (ROLE, "dev:fg-trail", {"method": "test"})
+    assert new.data_subject_id is None  # no resident's history shows it
+    assert all(e.actor.id != "dev:fg-trail" for e in console_server.entries(console_server.a))
+    assert client.get("/fg/overzicht").status_code == 200
 
 
 def test_role_claims_as_list_or_string() -> None:
