@@ -1,6 +1,8 @@
 """Benchmark: an audited, consented record read versus a bare FastAPI endpoint, over loopback.
 
 Both servers run as uvicorn with one worker; wrk (Debian package ``wrk``) is the load generator.
+Each point also prints the CPU each side spent per request (the server process, and for the read on
+PostgreSQL the database's processes): the ratio moves with the machine, CPU per request much less.
 For each database (SQLite with ``synchronous=FULL``, PostgreSQL with ``synchronous_commit=on``) and
 each concurrency (1, 16, 64) it reports requests/s and p50/p99 latency of both, and the ratio of
 the audited read's throughput to the bare endpoint's, measured in the same run.
@@ -38,6 +40,40 @@ class Figures:
     rps: float
     p50_ms: float
     p99_ms: float
+    # CPU per request (µs) of the server process and of PostgreSQL's processes, from /proc: the
+    # ratio depends on the machine, CPU per request much less (docs/performance.md).
+    server_us: float = 0.0
+    database_us: float = 0.0
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of these processes so far (Linux /proc; left out where it cannot
+    be read, e.g. a process that has ended)."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings; a process that started in between counts in full."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith("postgres"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 def free_port() -> int:
@@ -59,11 +95,11 @@ def wait_for(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def server(args: list[str], env: dict[str, str], health: str) -> Iterator[None]:
+def server(args: list[str], env: dict[str, str], health: str) -> Iterator[int]:
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(health)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(15)
@@ -85,6 +121,20 @@ def parse_wrk(output: str) -> Figures:
     if errors:
         raise RuntimeError(f"{errors.group(1)} non-2xx answers during the run")
     return Figures(rps, p50, p99)
+
+
+def measured(
+    url: str, connections: int, seconds: int, token: str | None, server_pid: int, database: bool
+) -> Figures:
+    """``wrk`` with the CPU the server (and PostgreSQL, if ``database``) spent per request."""
+    before = cpu_seconds([server_pid]), cpu_seconds(postgres_pids() if database else [])
+    figures = wrk(url, connections, seconds, token)
+    # Read again afterwards: the server opens its hot-path connections on its first reads.
+    after = cpu_seconds([server_pid]), cpu_seconds(postgres_pids() if database else [])
+    requests = max(figures.rps * seconds, 1.0)
+    figures.server_us = 1e6 * spent(before[0], after[0]) / requests
+    figures.database_us = 1e6 * spent(before[1], after[1]) / requests
+    return figures
 
 
 def wrk(url: str, connections: int, seconds: int, token: str | None) -> Figures:
@@ -223,6 +273,8 @@ def median(values: list[Figures]) -> Figures:
         statistics.median(v.rps for v in values),
         statistics.median(v.p50_ms for v in values),
         statistics.median(v.p99_ms for v in values),
+        statistics.median(v.server_us for v in values),
+        statistics.median(v.database_us for v in values),
     )
 
 
@@ -258,12 +310,12 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                 [*uvicorn, "--factory", "kluis.app:create_app", "--port", str(port)],
                 env,
                 base + "/health/live",
-            ),
+            ) as kluis_pid,
             server(
                 [*uvicorn, "bench.bare_app:app", "--port", str(bare_port)],
                 env,
                 f"http://127.0.0.1:{bare_port}/constant",
-            ),
+            ) as bare_pid,
         ):
             auth_req: list[str] = []
             for connections in concurrencies:
@@ -271,10 +323,26 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                 for _ in range(runs):
                     token = obtain_token(base, credentials, resident_token, auth_req)
                     bare_runs.append(
-                        wrk(f"http://127.0.0.1:{bare_port}/constant", connections, seconds, None)
+                        measured(
+                            f"http://127.0.0.1:{bare_port}/constant",
+                            connections,
+                            seconds,
+                            None,
+                            bare_pid,
+                            database=False,
+                        )
                     )
                     time.sleep(3)  # let a saturated worker drain before the next run
-                    read_runs.append(wrk(base + "/api/v1/records/inkomen", connections, seconds, token))
+                    read_runs.append(
+                        measured(
+                            base + "/api/v1/records/inkomen",
+                            connections,
+                            seconds,
+                            token,
+                            kluis_pid,
+                            database=db == "postgres",
+                        )
+                    )
                     time.sleep(3)
                 bare, read = median(bare_runs), median(read_runs)
                 results.append((connections, bare, read))
@@ -282,6 +350,12 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                     f"{db:8} c={connections:<3} bare {bare.rps:8.0f} req/s p50 {bare.p50_ms:6.2f} ms "
                     f"p99 {bare.p99_ms:6.2f} ms | audited read {read.rps:8.0f} req/s "
                     f"p50 {read.p50_ms:6.2f} ms p99 {read.p99_ms:6.2f} ms | ratio {read.rps / bare.rps:6.1%}",
+                    flush=True,
+                )
+                database = f", PostgreSQL {read.database_us:.0f} us" if db == "postgres" else ""
+                print(
+                    f"{'':8} {'':5} CPU per request: bare server {bare.server_us:.0f} us | audited read "
+                    f"server {read.server_us:.0f} us{database}",
                     flush=True,
                 )
     finally:
