@@ -19,7 +19,7 @@ them at once. Nothing here touches a vault, a grant or the audit log (append-onl
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import col, delete
 
@@ -45,16 +45,6 @@ class Purged:
         return self.portal_sessions + self.used_assertions + self.revoked_tokens
 
 
-def session_store(services: Services) -> SessionStore:
-    """The portal's session store with the configured lifetimes (``kluis.web`` builds the same)."""
-    settings = services.settings
-    return SessionStore(
-        services.db,
-        idle=timedelta(minutes=settings.session_idle_minutes),
-        max_age=timedelta(hours=settings.session_max_hours),
-    )
-
-
 def purge_expired(db: Database, sessions: SessionStore, now: datetime) -> Purged:
     """Delete every expired portal session, used assertion and revoked token; one transaction per
     table, so a long delete of one does not hold locks on the others."""
@@ -72,6 +62,6 @@ def purge_expired(db: Database, sessions: SessionStore, now: datetime) -> Purged
 
 def housekeep(services: Services, now: datetime) -> Purged:
     """``purge_expired`` with the configured session lifetimes, counted on ``/metrics``."""
-    purged = purge_expired(services.db, session_store(services), now)
+    purged = purge_expired(services.db, SessionStore.configured(services.db, services.settings), now)
     services.metrics.purged(purged.as_dict())
     return purged

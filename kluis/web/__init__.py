@@ -7,7 +7,6 @@ HTML error pages, the OpenID Provider client); ``router`` holds every page.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request
@@ -40,11 +39,7 @@ class CachedStaticFiles(StaticFiles):
 
 def install(app: FastAPI, services: Services) -> None:
     settings = services.settings
-    store = SessionStore(
-        services.db,
-        idle=timedelta(minutes=settings.session_idle_minutes),
-        max_age=timedelta(hours=settings.session_max_hours),
-    )
+    store = SessionStore.configured(services.db, settings)
     app.state.portal = Portal(templates=Templates(), store=store, mandates=MandateService(services.vault))
     app.state.oidc = login.oidc_client(settings)
     static = resources.files("kluis.web").joinpath("static")

@@ -19,6 +19,7 @@ from sqlalchemy import delete
 from sqlmodel import col
 
 from kluis.db import Database
+from kluis.settings import Settings
 from kluis.web.models import PortalSession
 
 # Refresh ``last_seen_at`` at most this often: a page view should not always cost a write.
@@ -80,6 +81,15 @@ class SessionStore:
         self.db = db
         self.idle = idle
         self.max_age = max_age
+
+    @classmethod
+    def configured(cls, db: Database, settings: Settings) -> SessionStore:
+        """The store with the lifetimes of ``KLUIS_SESSION_IDLE_MINUTES`` and ``_MAX_HOURS``."""
+        return cls(
+            db,
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            max_age=timedelta(hours=settings.session_max_hours),
+        )
 
     def load(self, raw_id: str | None, now: datetime) -> SessionState:
         """The live session for a cookie value, or a fresh, empty one."""
