@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from audit import services as audit_log
 from audit.errors import CheckpointRefusedError, LogStateError
 from kluis.api import openapi, problems
+from kluis.api.fastlane import FastLaneApp
 from kluis.api.middleware import KluisMiddleware
 from kluis.observability import MetricsMiddleware
 from kluis.settings import Settings
@@ -66,7 +68,7 @@ async def purge_periodically(services: Services) -> None:
             log.info("housekeeping deleted expired rows: %s", purged.as_dict())
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastLaneApp:
     settings = settings or Settings()
     services = services or build_services(settings)
     if settings.is_production:
@@ -99,7 +101,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     await task
             await services.aclose()
 
-    app = FastAPI(
+    app = FastLaneApp(
         title="Kluis",
         version="1.0.0",
         summary="Citizen-controlled personal data vault: consent, department data API, audit log.",
@@ -115,7 +117,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services
     app.state.settings = settings
     problems.install(app)
-    from kluis.api import routers
+    from kluis.api import records, routers
 
     routers.include_all(app)
     openapi.install(app)
@@ -124,10 +126,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     web.install(app, services)
     console.install(app, services)
     app.state.metrics = services.metrics
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(
-        KluisMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        hsts=settings.public_base_url.startswith("https://") or settings.is_production,
-    )
+    # Innermost first, as add_middleware nests them; the data API's fast lane gets the same ones.
+    shell = [
+        Middleware(MetricsMiddleware, metrics=app.state.metrics),
+        Middleware(
+            KluisMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            hsts=settings.public_base_url.startswith("https://") or settings.is_production,
+        ),
+    ]
+    for cls, args, kwargs in shell:
+        app.add_middleware(cls, *args, **kwargs)
+    app.open_fast_lane(records.read_route(app), shell)
     return app

@@ -231,6 +231,14 @@ async def read_record(request: Request) -> Response:
     return Response(RECORD_BODY_JSON.dump_json(body), media_type="application/json")
 
 
+def read_route(app: FastAPI) -> APIRoute:
+    """The route of ``read_record`` (``install_read_route`` put it on the application's router)."""
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is read_record:
+            return route
+    raise LookupError("the record read's route is not installed")
+
+
 def install_read_route(app: FastAPI) -> None:
     """``GET /api/v1/records/{category}`` on the application's own router, not on ``router``.
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import uvicorn
 
+from kluis.api.fastlane import FastLaneApp
 from kluis.app import create_app
 from kluis.settings import Settings
 from kluis.wiring import Services, build_services, initialise
@@ -33,11 +34,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(settings: Settings, services: Services | None = None) -> Iterator[str]:
-    """Serve ``create_app(settings, services)`` on the host and port of ``settings.issuer``."""
+def live_server(
+    settings: Settings, services: Services | None = None, created: list[FastLaneApp] | None = None
+) -> Iterator[str]:
+    """Serve ``create_app(settings, services)`` on the host and port of ``settings.issuer``; the
+    app is appended to ``created``, if given."""
     parts = urlsplit(settings.public_base_url)
     assert parts.hostname == "127.0.0.1" and parts.port, "live servers listen on loopback only"
     app = create_app(settings, services)
+    if created is not None:
+        created.append(app)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=parts.port, log_level="warning", lifespan="on", ws="none"
     )

@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from sqlmodel import col
 from audit import leaf
 from consent.models import Grant
 from consent.tokens import KeyRing
+from kluis.api.fastlane import FastLaneApp
 from kluis.wiring import build_services, initialise, utcnow
 from tests.conftest import postgres_schema
 from tests.e2e.conftest import LiveKluis, development_settings, free_port, live_server
@@ -41,6 +42,7 @@ class Setup:
     tenants: dict[str, str]
     clients: dict[str, tuple[str, str]]  # "<slug>/<department>" -> (client id, secret)
     residents: dict[str, str]  # "<slug>/<bsn>" -> resident id
+    apps: list[FastLaneApp] = field(default_factory=list)  # the served app
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -100,7 +102,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                     source="e2e",
                 )
                 services.vault.put_record(s, operator(), resident, "schulden", {"totaal": 50.0}, source="e2e")
-    with live_server(settings, services):
+    with live_server(settings, services, made.apps):
         yield made
 
 
@@ -292,6 +294,60 @@ def test_a_first_read_holds_one_pooled_connection_at_a_time(setup: Setup) -> Non
         event.remove(pool, "checkin", given_back)
         event.remove(pool, "detach", given_back)
     assert most[0] == 1
+
+
+def test_the_fast_lane_answers_exactly_as_the_full_stack(setup: Setup) -> None:
+    """``GET /api/v1/records/{category}`` skips the framework's layers (kluis/api/fastlane.py):
+    every kind of answer must be the one the full stack gives, headers included."""
+    token = token_for(setup, "api-b", "inkomen", BSN_C, ["inkomen"])
+    path = "/api/v1/records/"
+    cases: list[tuple[str, dict[str, str], dict[str, str]]] = [
+        (path + "inkomen", {}, {"Authorization": f"Bearer {token}"}),  # 200
+        (path + "inkomen", {"fields": "werkgever,periode"}, {"Authorization": f"Bearer {token}"}),
+        (path + "inkomen", {"fields": "a;b"}, {"Authorization": f"Bearer {token}"}),  # 400
+        (path + "x" * 65, {}, {"Authorization": f"Bearer {token}"}),  # 400: too long a category
+        (path + "schulden", {}, {"Authorization": f"Bearer {token}"}),  # 403, audited
+        (path + "inkomen", {}, {}),  # 401 without a challenge's error code
+        (path + "inkomen", {}, {"Authorization": "Bearer not-a-token"}),  # 401
+        (path + "inkomen", {}, {"Authorization": f"Bearer {token}", "X-Padding": "x" * 17_000}),  # 431
+        (
+            path + "inkomen",
+            {},
+            {"Authorization": f"Bearer {token}", "Traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+        ),
+    ]
+
+    def answers() -> list[tuple[int, dict[str, str], Any]]:
+        found = []
+        for url, params, headers in cases:
+            response = httpx.get(setup.kluis.base_url + url, params=params, headers=headers)
+            kept = {k: v for k, v in response.headers.items() if k not in {"date", "x-request-id"}}
+            body: Any = response.json()
+            if response.status_code >= 400:  # a problem names its occurrence: another id each time
+                assert body.pop("request_id", "") == response.headers["x-request-id"]
+                assert body.pop("instance", "").endswith(response.headers["x-request-id"])
+            found.append((response.status_code, kept, body))
+        return found
+
+    [app] = setup.apps
+    taken: list[str] = []
+    lane_app = app._lane
+    assert lane_app is not None
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        taken.append(scope["path"])
+        await lane_app(scope, receive, send)
+
+    app._lane = counted
+    try:
+        lane = answers()
+        with app.fast_lane_closed():
+            full = answers()
+    finally:
+        app._lane = lane_app
+    assert len(taken) == len(cases)  # every case took the lane the first time, none the second
+    assert [status for status, _, _ in lane] == [200, 200, 400, 400, 403, 401, 401, 431, 200]
+    assert lane == full
 
 
 def test_a_category_outside_the_grant_is_refused_and_audited(setup: Setup) -> None:
