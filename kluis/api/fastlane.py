@@ -15,6 +15,11 @@ looked up as Starlette does (the first class in the exception's MRO that has one
 own pattern decides whether a request takes the lane, so it matches what the router would match:
 this is the first route that can match these paths (``kluis.api.routers.include_all``). Every
 other request, and every method but GET, takes the full stack.
+
+One difference, on purpose: an unexpected exception's 500 problem passes through the two
+middlewares here (so it carries the security headers and the request id); in the full stack
+Starlette's error middleware answers it outside them, and re-raises it for the server to log.
+Here ``kluis.api.problems`` logs it (its type, never its message) and it is not raised again.
 """
 
 from __future__ import annotations
