@@ -30,7 +30,7 @@ from kluis.console.schemas import ROLE, Officer
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import StateDep
 from kluis.web.errors import LoginFailedError
-from kluis.web.login import login_attempt_wait, portal_tenant
+from kluis.web.login import language_switched, login_attempt_wait, portal_tenant
 from kluis.wiring import Services, utcnow
 from vault.errors import NotFoundError as VaultNotFoundError
 from vault.models import Tenant
@@ -193,8 +193,4 @@ def switch_language(
     lang: Annotated[str, Form(max_length=2)],
     next_path: Annotated[str, Form(alias="next", max_length=200)] = HOME,
 ) -> RedirectResponse:
-    if lang in ("nl", "en"):
-        state.data["lang"] = lang
-    # Only back to a console page: never an open redirect.
-    safe = next_path if next_path.startswith("/fg/") and "//" not in next_path else HOME
-    return RedirectResponse(safe, status_code=303)
+    return language_switched(state, lang, next_path, within="/fg/", home=HOME)

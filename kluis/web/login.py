@@ -25,6 +25,7 @@ from kluis.settings import Settings
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import PortalDep, StateDep
 from kluis.web.errors import LoginFailedError, PageNotFoundError, TooManyLoginsError
+from kluis.web.sessions import SessionState
 from kluis.wiring import Services, utcnow
 from vault.errors import InvalidInputError, NotFoundError
 from vault.models import Tenant
@@ -190,8 +191,15 @@ def switch_language(
     lang: Annotated[str, Form(max_length=2)],
     next_path: Annotated[str, Form(alias="next", max_length=200)] = HOME,
 ) -> RedirectResponse:
+    return language_switched(state, lang, next_path, within="/portaal/", home=HOME)
+
+
+def language_switched(
+    state: SessionState, lang: str, next_path: str, *, within: str, home: str
+) -> RedirectResponse:
+    """Keep the chosen language in the session and go back to ``next_path`` if it is a page
+    under ``within`` (the portal's or the console's), else ``home``: never an open redirect."""
     if lang in ("nl", "en"):
         state.data["lang"] = lang
-    # Only back to a portal page: never an open redirect.
-    safe = next_path if next_path.startswith("/portaal/") and "//" not in next_path else HOME
+    safe = next_path if next_path.startswith(within) and "//" not in next_path else home
     return RedirectResponse(safe, status_code=303)
