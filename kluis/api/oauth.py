@@ -28,7 +28,7 @@ from consent.errors import InvalidClientError, InvalidDpopProofError, InvalidReq
 from consent.oauth import Form, one, parse_backchannel
 from consent.schemas import AuthenticatedClient, ClientCredentials
 from kluis.api.deps import NowDep, ServicesDep, TraceDep
-from kluis.api.ratelimit import RateLimitedError
+from kluis.api.ratelimit import RateLimitedError, per_address
 from kluis.wiring import Services
 from vault.services import Context
 
@@ -129,9 +129,12 @@ async def _authenticated(
 
     The database work runs in the thread pool so the event loop keeps serving. Each client address
     has a rate limit here, before anything is parsed or looked up (429 with ``Retry-After``)."""
-    address = request.client.host if request.client is not None else "unknown"
-    wait = services.rate_limiter.hit(
-        f"oauth:{address}", services.settings.oauth_rate_limit_per_minute, ctx.now.timestamp()
+    wait = per_address(
+        services.rate_limiter,
+        request,
+        "oauth",
+        services.settings.oauth_rate_limit_per_minute,
+        ctx.now.timestamp(),
     )
     if wait is not None:
         raise RateLimitedError(wait, "too many requests from this address; retry later")

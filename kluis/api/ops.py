@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consent.errors import InvalidTokenError
+from kluis.api.auth import bearer_token
 from kluis.observability import Metrics
 from kluis.settings import Settings
 
@@ -30,11 +31,9 @@ router = APIRouter(tags=["operations"])
 def metrics(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     if settings.metrics_token is not None:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            raise InvalidTokenError("token_missing")
+        _scheme, presented = bearer_token(request)  # InvalidTokenError("token_missing") without one
         expected = settings.metrics_token.get_secret_value()
-        if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
             raise InvalidTokenError("token_invalid")
     registry: Metrics = request.app.state.metrics
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Protocol
 
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
 
 class RateLimiter(Protocol):
@@ -64,6 +65,15 @@ class RedisRateLimiter:
         if count > limit:
             return max(1.0, math.ceil(60 - now % 60))
         return None
+
+
+def per_address(
+    limiter: RateLimiter, request: HTTPConnection, kind: str, limit: int, now: float
+) -> float | None:
+    """Count one request of ``kind`` (e.g. ``oauth``, ``login``) from the request's client address:
+    the address the server saw (behind a proxy: the forwarded one, from ``FORWARDED_ALLOW_IPS``)."""
+    address = request.client.host if request.client is not None else "unknown"
+    return limiter.hit(f"{kind}:{address}", limit, now)
 
 
 CLIENT_LIMIT_REACHED = "the rate limit of this client is reached; retry later"

@@ -23,8 +23,8 @@ from fastapi.responses import RedirectResponse, Response
 from httpx import HTTPError
 from starlette.concurrency import run_in_threadpool
 
-from kluis.api.deps import ServicesDep, trace_of
-from kluis.console.deps import Console, ConsoleDep
+from kluis.api.deps import ServicesDep
+from kluis.console.deps import Console, ConsoleDep, context
 from kluis.console.errors import NotFoundError, OfficerLoginFailedError, OfficerTooManyLoginsError
 from kluis.console.schemas import ROLE, Officer
 from kluis.web.csrf import require_csrf
@@ -34,7 +34,6 @@ from kluis.web.login import language_switched, login_attempt_wait, portal_tenant
 from kluis.wiring import Services, utcnow
 from vault.errors import NotFoundError as VaultNotFoundError
 from vault.models import Tenant
-from vault.services import Context
 
 with warnings.catch_warnings():
     # As in kluis.web.login: authlib warns at import about the httpx2 fork (httpx stays supported).
@@ -93,7 +92,7 @@ def _log_in(
 ) -> RedirectResponse:
     """Bind the session to the officer, once the login is in the tenant's audit trail."""
     console: Console = request.app.state.console
-    ctx = Context(actor=Officer(tenant.id, subject, tenant.name).actor, trace=trace_of(request), now=utcnow())
+    ctx = context(request, Officer(tenant.id, subject, tenant.name), utcnow())
     with services.db.session() as session:
         console.service.log_login(session, ctx, tenant.id, method)
     state.login_role(tenant.id, ROLE, subject)

@@ -21,6 +21,7 @@ from httpx import HTTPError
 from sqlmodel import Session
 
 from kluis.api.deps import ServicesDep
+from kluis.api.ratelimit import per_address
 from kluis.settings import Settings
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import PortalDep, StateDep
@@ -51,9 +52,12 @@ Csrf = Depends(require_csrf)
 def login_attempt_wait(request: Request, services: Services) -> int | None:
     """Count a login attempt of the request's address (portal and console share the budget,
     ``KLUIS_LOGIN_RATE_LIMIT_PER_MINUTE``): ``None`` if allowed, else the seconds to wait."""
-    address = request.client.host if request.client is not None else "unknown"
-    wait = services.rate_limiter.hit(
-        f"login:{address}", services.settings.login_rate_limit_per_minute, utcnow().timestamp()
+    wait = per_address(
+        services.rate_limiter,
+        request,
+        "login",
+        services.settings.login_rate_limit_per_minute,
+        utcnow().timestamp(),
     )
     return None if wait is None else math.ceil(wait)
 
