@@ -50,6 +50,7 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool: bool = True) -> None:
         self.url = url
+        self.sqlite_synchronous = sqlite_synchronous  # for a process that opens its own connection
         self.dialect = make_url(url).get_backend_name()
         if self.dialect == "sqlite":
             path = make_url(url).database

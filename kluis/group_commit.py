@@ -8,44 +8,44 @@ A failed batch fails every request in it (fail closed) — no data leaves withou
 
 Two ways to write a batch:
 
-- **Statements on the event loop, COMMIT on a thread (SQLite).** Requests queue their entry and
-  await; a callback scheduled with ``call_soon`` runs after every request that became ready in the
-  same loop iteration has queued its own, and runs ``BEGIN IMMEDIATE`` and the inserts of the
-  whole batch on a connection kept for this (no I/O wait: WAL writes are buffered). Only the
-  ``COMMIT``, which waits for the disk, goes to a commit thread; entries queued meanwhile form the
-  next batch, started as soon as the commit is back. With all of the append on a writer thread,
-  every system call of the event loop thread (each SQLite read) gave up the GIL to the writer and
-  waited to get it back: a GIL convoy that cost more than the fsync (docs/performance.md). The
-  connection does not wait for locks on the loop: if another writer holds the database (a portal
-  write, an import), the batch goes to the writer thread, which may wait.
+- **In a writer process (SQLite).** Requests queue their entry and await; a callback scheduled with
+  ``call_soon`` runs after every request that became ready in the same loop iteration has queued
+  its own, and hands the whole batch to the audit writer process (``kluis.audit_process``) in one
+  message; the process appends and commits it and replies with the sequence numbers. Entries
+  queued meanwhile form the next batch, sent as soon as the reply is back. The append's work
+  (~60 µs per entry on the loop before) runs on the machine's other core; earlier designs measured
+  on the way there (docs/performance.md): all of the append on a writer thread (every system call of
+  the loop gave up the GIL to the writer and waited to get it back: a GIL convoy that cost more than
+  the fsync), then the statements on the loop and only ``COMMIT`` on a thread. If the process dies,
+  its batch fails (fail closed) and the next batch starts a new one.
 - **Awaited on the event loop (PostgreSQL).** The batch goes over a psycopg ``AsyncConnection``
   kept for this: every round trip is awaited, so the loop serves other requests meanwhile, and no
   thread takes the GIL from it (on a writer thread, the same convoy as above cost PostgreSQL reads
   most of their throughput). Knowing the log's head from its last batch, the committer writes a
   batch as one statement in its own transaction (``audit.services.commit_many_async``): one round
   trip instead of four, each of which costs the loop ~150 µs here. Entries queued meanwhile form the
-  next batch.
-- **On a writer thread (SQLite when the database is busy).** The thread waits for the lock and keeps
-  the loop serving meanwhile.
+  next batch. (A writer process measured no faster here: PostgreSQL's own processes already keep
+  the other core busy.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import sqlite3
-import threading
+import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from audit import services as audit_log
 from audit.schemas import AuditEvent
+from kluis import audit_process
 from kluis.db import Database, close_now
 
 log = logging.getLogger("kluis.audit")
-_STOP = object()
+Waiters = list[tuple[AuditEvent, "asyncio.Future[int]"]]
 
 
 class AuditGroupCommitter:
@@ -59,35 +59,21 @@ class AuditGroupCommitter:
         self._db = db
         self._max_batch = max_batch
         self._on_commit = on_commit  # told each committed batch once (metrics)
-        self._queue: queue.SimpleQueue[tuple[AuditEvent, Future[int]] | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._inline = db.is_sqlite
-        self._async_connection: Any = None  # psycopg AsyncConnection of the loop below (PostgreSQL)
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._heads: dict[str, audit_log.Head] = {}  # the logs' states after this writer's last batch
-        self._task: asyncio.Task[None] | None = None
-        self._pending: list[tuple[AuditEvent, asyncio.Future[int]]] = []
-        self._connection: sqlite3.Connection | None = None
-        self._committer: ThreadPoolExecutor | None = None
-        self._in_flight = False
+        self._in_process = db.is_sqlite
+        self._pending: Waiters = []
+        self._in_flight: Waiters | None = None  # the batch being written
+        self._idle: asyncio.Event | None = None  # set whenever no batch is in flight (for aclose)
         self._closed = False
-
-    def _ensure_started(self) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="kluis-audit-writer", daemon=True)
-                    self._thread.start()
-
-    def submit(self, event: AuditEvent) -> Future[int]:
-        """Queue ``event``; the future resolves to its sequence number once committed."""
-        if self._closed:
-            raise AuditWriterClosedError
-        self._ensure_started()
-        future: Future[int] = Future()
-        self._queue.put((event, future))
-        return future
+        # SQLite: the writer process and the server's end of its channel, on this loop.
+        self._process: BaseProcess | None = None
+        self._channel: Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # PostgreSQL: the psycopg AsyncConnection of this loop, and the logs' states after this
+        # writer's last batch.
+        self._async_connection: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._heads: dict[str, audit_log.Head] = {}
+        self._task: asyncio.Task[None] | None = None
 
     async def append(self, event: AuditEvent) -> int:
         """Append ``event`` and wait until it is durable. Raises if the batch failed."""
@@ -97,23 +83,103 @@ class AuditGroupCommitter:
         future: asyncio.Future[int] = loop.create_future()
         self._pending.append((event, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush_inline if self._inline else self._flush_async)
+            loop.call_soon(self._flush)
         return await future
 
-    # -- PostgreSQL: awaited on the loop --------------------------------------------------------
-    def _flush_async(self) -> None:
-        if self._in_flight:
+    def _flush(self) -> None:
+        if self._in_flight is not None:
             return  # the running batch starts the next one when it is done
-        batch, self._pending = self._pending, []
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         if not batch:
             return
-        if self._closed:
+        if self._closed:  # entries that arrive after shutdown are refused, never written half-way
             _fail(batch, AuditWriterClosedError())
             return
-        self._in_flight = True
-        self._task = asyncio.get_running_loop().create_task(self._write_async(batch))
+        self._in_flight = batch
+        if self._idle is not None:
+            self._idle.clear()
+        if self._in_process:
+            self._send(batch)
+        else:
+            # Kept: the loop holds tasks only weakly.
+            self._task = asyncio.get_running_loop().create_task(self._write_async(batch))
 
-    async def _write_async(self, batch: list[tuple[AuditEvent, asyncio.Future[int]]]) -> None:
+    def _done(self, batch: Waiters, seqs: Sequence[int] | None, error: BaseException | None) -> None:
+        """Tell the batch's waiters, then start the next batch."""
+        self._in_flight = None
+        if self._idle is not None:
+            self._idle.set()
+        if error is not None:
+            _fail(batch, error)
+        else:
+            assert seqs is not None
+            self._committed([event for event, _ in batch])
+            for (_, future), seq in zip(batch, seqs, strict=True):
+                if not future.done():  # a request cancelled meanwhile (client gone) has no one to tell
+                    future.set_result(seq)
+        if self._pending:
+            self._flush()
+
+    # -- SQLite: in the writer process ----------------------------------------------------------
+    def _send(self, batch: Waiters) -> None:
+        try:
+            channel = self._started()
+            channel.send_bytes(audit_process.encode([event for event, _ in batch]))
+        except OSError as exc:  # the process is gone (or could not start): this batch fails
+            self._stop_process()
+            self._done(batch, None, AuditWriterGoneError(str(exc)))
+
+    def _started(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop (a new server in this process)
+            self._stop_process()
+        if self._channel is None:
+            ours, theirs = _context().Pipe()
+            process = _context().Process(
+                target=audit_process.serve,
+                args=(theirs, self._db.url, self._db.sqlite_synchronous),
+                name="kluis-audit-writer",
+                daemon=True,  # ends with the server, whatever happens to the server
+            )
+            process.start()
+            theirs.close()
+            self._process, self._channel, self._loop = process, ours, loop
+            loop.add_reader(ours.fileno(), self._on_reply)
+        return self._channel
+
+    def _on_reply(self) -> None:
+        batch, channel = self._in_flight, self._channel
+        if channel is None:
+            return
+        try:
+            reply: audit_process.Reply = audit_process.decode(channel.recv_bytes())
+        except (EOFError, OSError):
+            code = self._stop_process()
+            log.error("the audit writer process ended (exit code %s)", code)  # noqa: TRY400 - no traceback to tell
+            if batch is not None:
+                self._done(batch, None, AuditWriterGoneError(f"exit code {code}"))
+            return
+        if batch is not None:
+            self._done(batch, reply.seqs, reply.error)
+
+    def _stop_process(self, timeout: float = 30) -> int | None:
+        """Close the channel (the process ends after the batch it is writing) and reap the process."""
+        channel, process, loop = self._channel, self._process, self._loop
+        self._channel = self._process = self._loop = None
+        if channel is not None:
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(channel.fileno())
+            channel.close()
+        if process is None:
+            return None
+        process.join(timeout)
+        if process.is_alive():  # stuck (a disk that does not answer): it holds no one's data
+            process.kill()
+            process.join()
+        return process.exitcode
+
+    # -- PostgreSQL: awaited on the loop --------------------------------------------------------
+    async def _write_async(self, batch: Waiters) -> None:
         import psycopg
 
         events = [event for event, _ in batch]
@@ -129,17 +195,9 @@ class AuditGroupCommitter:
                     self._async_connection = None  # a new one for the next batch
                 raise
         except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
-            _fail(batch, exc)
+            self._done(batch, None, exc)
         else:
-            self._committed(events)
-            for (_, future), entry in zip(batch, appended, strict=True):
-                if not future.done():  # a request cancelled meanwhile (client gone) has no one to tell
-                    future.set_result(entry.seq)
-        finally:
-            self._in_flight = False
-            self._task = None
-            if self._pending:
-                self._flush_async()
+            self._done(batch, [entry.seq for entry in appended], None)
 
     async def _connection_async(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -152,87 +210,26 @@ class AuditGroupCommitter:
             self._async_connection = await self._db.connect_async(autocommit=True)
         return self._async_connection
 
+    # -- shutdown -------------------------------------------------------------------------------
     async def aclose(self) -> None:
-        """``close`` at the server's shutdown, on its loop: the batch in flight commits first."""
+        """``close`` at the server's shutdown, on its loop: the batch in flight commits and its
+        waiters are told first."""
         self._closed = True
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._in_flight is not None:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
         if self._async_connection is not None:
             connection, self._async_connection = self._async_connection, None
             await connection.close()
         self.close()
 
-    def _flush_inline(self) -> None:
-        if self._in_flight:
-            return  # the running commit's callback flushes whatever queued meanwhile
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        if self._closed:  # entries that arrive after shutdown are refused, never written half-way
-            _fail(batch, AuditWriterClosedError())
-            return
-        events = [event for event, _ in batch]
-        connection = self._inline_connection()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                _fail(batch, exc)
-                return
-            for event, future in batch:  # the database is busy: let the thread wait, not the loop
-                _settle_from(future, asyncio.wrap_future(self.submit(event)))
-            return
-        try:
-            appended = audit_log.append_many_dbapi(
-                connection, events, postgres=False, integrity_error=sqlite3.IntegrityError
-            )
-        except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
-            connection.execute("ROLLBACK")
-            _fail(batch, exc)
-            return
-        # The statements ran here (microseconds, no I/O wait); only COMMIT, which waits for the
-        # disk, goes to the commit thread. Entries queued meanwhile form the next batch.
-        self._in_flight = True
-        done = asyncio.get_running_loop().run_in_executor(self._commit_thread(), connection.execute, "COMMIT")
-        done.add_done_callback(
-            lambda finished: self._after_commit(batch, [e.seq for e in appended], finished)
-        )
-
-    def _after_commit(
-        self,
-        batch: list[tuple[AuditEvent, asyncio.Future[int]]],
-        seqs: list[int],
-        finished: asyncio.Future[Any],
-    ) -> None:
-        self._in_flight = False
-        exc = finished.exception()
-        if exc is not None:
-            connection = self._inline_connection()
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            _fail(batch, exc)
-        else:
-            self._committed([event for event, _ in batch])
-            for (_, future), seq in zip(batch, seqs, strict=True):
-                if not future.done():  # a request cancelled meanwhile (client gone) has no one to tell
-                    future.set_result(seq)
-        if self._pending:
-            self._flush_inline()
-
-    def _commit_thread(self) -> ThreadPoolExecutor:
-        if self._committer is None:
-            self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kluis-audit-commit")
-        return self._committer
-
-    def _inline_connection(self) -> sqlite3.Connection:
-        if self._connection is None:
-            proxy = self._db.write_engine.raw_connection()
-            connection = proxy.driver_connection
-            proxy.detach()  # kept for the appends; the pool opens another for itself
-            assert isinstance(connection, sqlite3.Connection)
-            connection.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the event loop
-            self._connection = connection
-        return self._connection
+    def close(self) -> None:
+        """Stop without a loop to wait on: a batch in flight is still committed, its waiters are
+        not told (their loop is gone)."""
+        self._closed = True
+        close_now(self._async_connection)  # without a loop to await on (aclose closes it properly)
+        self._async_connection = None
+        self._stop_process()
 
     def _committed(self, events: Sequence[AuditEvent]) -> None:
         if self._on_commit is not None:
@@ -241,55 +238,18 @@ class AuditGroupCommitter:
             except Exception as exc:  # noqa: BLE001 - counting must never fail or stop the writer
                 log.warning("audit batch observer failed: %s", type(exc).__name__)
 
-    def close(self) -> None:
-        self._closed = True
-        close_now(self._async_connection)  # without a loop to await on (aclose closes it properly)
-        self._async_connection = None
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)  # a commit in flight finishes first
-            self._committer = None
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit([b for b in batch if isinstance(b, tuple)])
-            if stop:
-                return
+def _context() -> ForkServerContext:
+    """Writer processes fork from a clean server process that has imported their code once (a new
+    interpreter per writer took ~0.6 s; forking the server itself is unsafe with its threads)."""
+    context = multiprocessing.get_context("forkserver")
+    assert isinstance(context, ForkServerContext)
+    context.set_forkserver_preload(["kluis.audit_process"])
+    return context
 
-    def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
-        events = [event for event, _ in batch]
-        try:
-            with self._db.session() as session:
-                appended = audit_log.append_many(session, events)
-                session.commit()
-        except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
-            log.error("audit batch of %d entries failed: %s", len(batch), type(exc).__name__)  # noqa: TRY400 - type only, no traceback with values
-            for _, future in batch:
-                future.set_exception(exc)
-            return
-        self._committed(events)
-        for (_, future), entry in zip(batch, appended, strict=True):
-            future.set_result(entry.seq)
+
+class AuditWriterGoneError(RuntimeError):
+    """The audit writer process ended (or could not be reached) with a batch in flight."""
 
 
 class AuditWriterClosedError(RuntimeError):
@@ -299,20 +259,8 @@ class AuditWriterClosedError(RuntimeError):
         super().__init__("the audit writer is closed")
 
 
-def _fail(batch: list[tuple[AuditEvent, asyncio.Future[int]]], exc: BaseException) -> None:
+def _fail(batch: Waiters, exc: BaseException) -> None:
     log.error("audit batch of %d entries failed: %s", len(batch), type(exc).__name__)
     for _, future in batch:
         if not future.done():
             future.set_exception(exc)
-
-
-def _settle_from(future: asyncio.Future[int], source: asyncio.Future[int]) -> None:
-    def copy(done: asyncio.Future[int]) -> None:
-        if future.done():
-            return
-        if done.exception() is not None:
-            future.set_exception(done.exception())  # type: ignore[arg-type]
-        else:
-            future.set_result(done.result())
-
-    source.add_done_callback(copy)

@@ -6,6 +6,7 @@ that fails.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -345,8 +346,11 @@ def test_the_group_committer_counts_each_batch_once_and_a_failing_observer_stops
             end_time=now,
             decision="allow",
         )
-        assert writer.submit(event).result(10) == 0
-        assert writer.submit(event).result(10) == 1  # the writer thread survived the observer
+
+        async def twice() -> list[int]:
+            return [await writer.append(event), await writer.append(event)]
+
+        assert asyncio.run(twice()) == [0, 1]  # the committer survived the observer
     finally:
         writer.close()
     assert seen == [1, 1]

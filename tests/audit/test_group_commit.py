@@ -1,6 +1,7 @@
 """The group committer of the read path (kluis/group_commit.py): concurrent appends share commits,
 every waiter learns its own sequence number only once its entry is durable, a failed batch fails
-every waiter in it and writes nothing, and on SQLite a busy database never blocks the event loop."""
+every waiter in it and writes nothing; on SQLite, in the writer process, a busy database never blocks
+the event loop and a writer process that dies fails its batch, never more."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from audit import services as audit_log
 from audit.errors import UnknownLogError
 from audit.schemas import AuditEvent
 from kluis.db import Database
-from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError
+from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError, AuditWriterGoneError
 from tests.audit.factories import TENANT, assert_head_is_the_rfc_root, event
 
 
@@ -80,7 +81,7 @@ def test_a_failed_batch_fails_every_waiter_in_it_and_writes_nothing(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_sqlite_busy_database_goes_to_the_writer_thread_and_the_loop_keeps_running(
+def test_sqlite_busy_database_waits_in_the_writer_process_and_the_loop_keeps_running(
     log_db: Database, committer: AuditGroupCommitter
 ) -> None:
     path = log_db.write_engine.url.database
@@ -132,7 +133,39 @@ def test_after_close_entries_are_refused_and_nothing_is_reopened(log_db: Databas
     late = asyncio.run(main())
     assert isinstance(late, AuditWriterClosedError)
     assert stored_seqs(log_db) == [0]
-    assert writer._connection is None and writer._committer is None and writer._thread is None
+    assert writer._process is None and writer._channel is None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_writer_process_that_dies_fails_its_batch_and_the_next_batch_gets_a_new_one(
+    log_db: Database, committer: AuditGroupCommitter
+) -> None:
+    path = log_db.write_engine.url.database
+    assert path is not None
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    async def main() -> tuple[BaseException | int, int, int]:
+        first = await committer.append(event(0))
+        process = committer._process
+        assert process is not None and process.is_alive()
+        holder.execute("BEGIN IMMEDIATE")  # the next batch waits in the process for the lock...
+        waiting = asyncio.ensure_future(committer.append(event(1)))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        process.kill()  # ...and the process dies meanwhile: the batch fails, nothing is written
+        [lost] = await asyncio.gather(waiting, return_exceptions=True)
+        holder.execute("ROLLBACK")
+        assert committer._process is None
+        after = await committer.append(event(2))  # a new process for the next batch
+        assert committer._process is not None and committer._process is not process
+        return lost, first, after
+
+    lost, first, after = asyncio.run(main())
+    holder.close()
+    assert isinstance(lost, AuditWriterGoneError)
+    assert (first, after) == (0, 1)
+    assert stored_seqs(log_db) == [0, 1]
+    assert_head_is_the_rfc_root(log_db)
 
 
 # -- PostgreSQL: a batch as one statement when the log's head is known ------------------------------
