@@ -4,10 +4,14 @@ reading wrk's report, and the CPU per request it prints next to the ratio."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from bench.bench_read import cpu_seconds, parse_wrk, spent
+from bench.bench_read import cpu_seconds, descendants, parse_wrk, spent
 
 WRK_REPORT = """Running 5s test @ http://127.0.0.1:8000/api/v1/records/inkomen
   2 threads and 16 connections
@@ -41,3 +45,23 @@ def test_cpu_between_readings_counts_new_processes_in_full() -> None:
     own = cpu_seconds([os.getpid(), 2**22 + 7])  # the second cannot exist (above pid_max's default)
     assert set(own) == {os.getpid()} and own[os.getpid()] > 0
     assert spent({1: 2.0, 2: 1.0}, {1: 2.5, 3: 0.25}) == pytest.approx(0.75)  # 2 ended, 3 started
+
+
+def test_descendants_are_children_and_their_children_only() -> None:
+    # A child that starts a grandchild; both sleep until killed.
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    script = f"import subprocess, time; subprocess.Popen({sleeper!r}); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        while not descendants(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [grandchild] = descendants(child.pid)
+        below = descendants(os.getpid())
+        assert child.pid in below and grandchild in below and os.getpid() not in below
+        assert descendants(grandchild) == []
+    finally:
+        for pid in descendants(child.pid):
+            os.kill(pid, signal.SIGKILL)
+        child.kill()
+        child.wait()
