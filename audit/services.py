@@ -298,8 +298,10 @@ def _from_json(table: str, columns: tuple[str, ...], types: tuple[str, ...], joi
         f"decode(r->>{i}, 'base64')" if kind == "bytea" else f"(r->>{i})::{kind}"
         for i, kind in enumerate(types)
     )
+    # Read as jsonb, parsed once: on a json value every ``->>`` parses the row's text again up to its
+    # element, once per column (measured: ~300 µs of PostgreSQL's CPU for a batch of 8).
     # Table, column and type names are this module's constants; the rows are one parameter.
-    source = "json_array_elements(%s::json) r" + (f", {joined}" if joined else "")
+    source = "jsonb_array_elements(%s::jsonb) r" + (f", {joined}" if joined else "")
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM {source}"  # noqa: S608
 
 
