@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # second under load, which was the whole p99 of the data API (docs/performance.md).
         gc.collect()
         gc.freeze()
+        await services.audit_writer.start()  # SQLite's writer process: before the first read
         background: list[asyncio.Task[None]] = []
         if settings.checkpoint_interval_seconds > 0:
             background.append(asyncio.create_task(sign_checkpoints_periodically(services)))

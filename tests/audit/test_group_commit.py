@@ -168,6 +168,22 @@ def test_a_writer_process_that_dies_fails_its_batch_and_the_next_batch_gets_a_ne
     assert_head_is_the_rfc_root(log_db)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_writer_process_starts_with_the_server_not_with_its_first_read(
+    log_db: Database, committer: AuditGroupCommitter
+) -> None:
+    async def main() -> tuple[bool, int, bool]:
+        await committer.start()  # the server's start-up (kluis.app's lifespan)
+        started = committer._process
+        alive = started is not None and started.is_alive()
+        await committer.start()  # a second call changes nothing
+        seq = await committer.append(event(0))
+        return alive, seq, committer._process is started
+
+    assert asyncio.run(main()) == (True, 0, True)
+    assert stored_seqs(log_db) == [0]
+
+
 # -- PostgreSQL: a batch as one statement when the log's head is known ------------------------------
 def _committed_many(
     db: Database, batches: list[list[int]], heads: dict[str, audit_log.Head], tenant_of: Any = None
