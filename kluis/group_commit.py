@@ -125,9 +125,11 @@ class AuditGroupCommitter:
         try:
             channel = self._started()
             channel.send_bytes(audit_process.encode([event for event, _ in batch]))
-        except OSError as exc:  # the process is gone (or could not start): this batch fails
-            self._stop_process()
-            self._done(batch, None, AuditWriterGoneError(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - every waiter learns the batch failed
+            if isinstance(exc, OSError):  # gone, or could not start: the next batch starts another
+                self._stop_process()
+                exc = AuditWriterGoneError(str(exc))
+            self._done(batch, None, exc)
 
     async def start(self) -> None:
         """Start the writer process now (SQLite; nothing to do on PostgreSQL), off the loop: at the
@@ -175,9 +177,9 @@ class AuditGroupCommitter:
             return
         try:
             reply: audit_process.Reply = audit_process.decode(channel.recv_bytes())
-        except (EOFError, OSError):
-            code = self._stop_process()
-            log.error("the audit writer process ended (exit code %s)", code)  # noqa: TRY400 - no traceback to tell
+        except Exception as exc:  # noqa: BLE001 - ended (EOF), or a reply that cannot be read
+            code = self._stop_process()  # not trusted any more either way: the next batch starts another
+            log.error("the audit writer process ended (exit code %s): %s", code, type(exc).__name__)  # noqa: TRY400 - no traceback to tell
             if batch is not None:
                 self._done(batch, None, AuditWriterGoneError(f"exit code {code}"))
             return

@@ -30,6 +30,18 @@ def committer(log_db: Database) -> Iterator[AuditGroupCommitter]:
         writer.close()
 
 
+@pytest.fixture
+def other_writer(log_db: Database) -> Iterator[sqlite3.Connection]:
+    """A second connection to the SQLite database, to hold its write lock as another writer would."""
+    path = log_db.write_engine.url.database
+    assert path is not None
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def stored_seqs(db: Database) -> list[int]:
     with db.read_session() as session:
         rows = session.connection().execute(
@@ -82,11 +94,9 @@ def test_a_failed_batch_fails_every_waiter_in_it_and_writes_nothing(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sqlite_busy_database_waits_in_the_writer_process_and_the_loop_keeps_running(
-    log_db: Database, committer: AuditGroupCommitter
+    log_db: Database, committer: AuditGroupCommitter, other_writer: sqlite3.Connection
 ) -> None:
-    path = log_db.write_engine.url.database
-    assert path is not None
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder = other_writer
     holder.execute("BEGIN IMMEDIATE")  # another writer holds the database
 
     async def main() -> tuple[int, int]:
@@ -100,7 +110,6 @@ def test_sqlite_busy_database_waits_in_the_writer_process_and_the_loop_keeps_run
         return await asyncio.wait_for(append, 30), ticks
 
     seq, ticks = asyncio.run(main())
-    holder.close()
     assert (seq, ticks) == (0, 20)
     assert stored_seqs(log_db) == [0]
 
@@ -138,11 +147,9 @@ def test_after_close_entries_are_refused_and_nothing_is_reopened(log_db: Databas
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_writer_process_that_dies_fails_its_batch_and_the_next_batch_gets_a_new_one(
-    log_db: Database, committer: AuditGroupCommitter
+    log_db: Database, committer: AuditGroupCommitter, other_writer: sqlite3.Connection
 ) -> None:
-    path = log_db.write_engine.url.database
-    assert path is not None
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder = other_writer
 
     async def main() -> tuple[BaseException | int, int, int]:
         first = await committer.append(event(0))
@@ -161,7 +168,6 @@ def test_a_writer_process_that_dies_fails_its_batch_and_the_next_batch_gets_a_ne
         return lost, first, after
 
     lost, first, after = asyncio.run(main())
-    holder.close()
     assert isinstance(lost, AuditWriterGoneError)
     assert (first, after) == (0, 1)
     assert stored_seqs(log_db) == [0, 1]
@@ -181,6 +187,28 @@ def test_the_writer_process_starts_with_the_server_not_with_its_first_read(
         return alive, seq, committer._process is started
 
     assert asyncio.run(main()) == (True, 0, True)
+    assert stored_seqs(log_db) == [0]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_batch_that_cannot_be_handed_over_fails_alone_and_the_process_stays(
+    log_db: Database, committer: AuditGroupCommitter
+) -> None:
+    async def main() -> tuple[list[BaseException | int], int, bool]:
+        await committer.start()
+        process = committer._process
+        # A value the channel cannot carry (the event is validated in the process, after it).
+        results = await asyncio.gather(
+            committer.append(event(0)),
+            committer.append(event(1, details={"n": lambda: 1})),
+            return_exceptions=True,
+        )
+        after = await committer.append(event(2))
+        return list(results), after, committer._process is process
+
+    results, after, same_process = asyncio.run(main())
+    assert all(isinstance(r, Exception) and not isinstance(r, AuditWriterGoneError) for r in results)
+    assert (after, same_process) == (0, True)
     assert stored_seqs(log_db) == [0]
 
 
