@@ -7,52 +7,50 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
+from audit import services as audit_log
+from audit.errors import CheckpointRefusedError, LogStateError
 from kluis.api import openapi, problems
 from kluis.api.fastlane import FastLaneApp
 from kluis.api.middleware import KluisMiddleware
-from kluis.checkpoint_process import sign_pending_here
 from kluis.observability import MetricsMiddleware
-from kluis.processes import forkserver
 from kluis.settings import Settings
-from kluis.wiring import Services, build_services, utcnow
+from kluis.wiring import Services, build_services, sign_checkpoint_audited, utcnow
 
 OPENAPI_URL = "/api/v1/openapi.json"
 log = logging.getLogger("kluis.app")
 
 
+def sign_pending(services: Services) -> int:
+    """Sign a checkpoint (with its audit entry) for every tenant whose log grew; returns how many
+    were signed. Each tenant in its own transaction: a log that cannot be signed is logged (and
+    shown on ``/metrics``) and does not hold up the others."""
+    with services.db.read_session() as session:
+        tenants = audit_log.pending_checkpoints(session)
+    signed = 0
+    for tenant_id in tenants:
+        try:
+            _, new = sign_checkpoint_audited(services, tenant_id, utcnow(), trigger="schedule")
+        except (CheckpointRefusedError, LogStateError) as exc:
+            log.warning("checkpoint of tenant %s refused: %s", tenant_id, type(exc).__name__)
+            continue
+        signed += new
+    return signed
+
+
 async def sign_checkpoints_periodically(services: Services) -> None:
-    """Every few seconds, on every node: the audit lock makes concurrent signers agree. The signing
-    runs in a helper process (``kluis.checkpoint_process``: in a thread it held the GIL long enough
-    to be the data API's p99); its outcomes come back for ``/metrics``."""
-    loop = asyncio.get_running_loop()
-    signer: ProcessPoolExecutor | None = None
-    try:
-        while True:
-            await asyncio.sleep(services.settings.checkpoint_interval_seconds)
-            if signer is None:
-                signer = ProcessPoolExecutor(max_workers=1, mp_context=forkserver())
-            try:
-                checks = await loop.run_in_executor(signer, sign_pending_here, services.settings)
-            except Exception as exc:  # noqa: BLE001 - keep trying; readiness and verification report problems
-                log.warning("checkpoint signing failed: %s", type(exc).__name__)
-                if isinstance(exc, BrokenProcessPool):  # the helper died: a new one next time
-                    signer.shutdown(wait=False)
-                    signer = None
-                continue
-            for (tenant_id, check), (ok, at) in checks.items():
-                services.metrics.checked(tenant_id, check, ok=ok, at=datetime.fromtimestamp(at, UTC))
-    finally:
-        if signer is not None:
-            signer.shutdown(wait=True, cancel_futures=True)  # a signing under way finishes first
+    """Every few seconds, on every node: the audit lock makes concurrent signers agree."""
+    while True:
+        await asyncio.sleep(services.settings.checkpoint_interval_seconds)
+        try:
+            await run_in_threadpool(sign_pending, services)
+        except Exception as exc:  # noqa: BLE001 - keep trying; readiness and verification report problems
+            log.warning("checkpoint signing failed: %s", type(exc).__name__)
 
 
 async def purge_periodically(services: Services) -> None:

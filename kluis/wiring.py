@@ -7,7 +7,6 @@ nothing here runs at import time.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -287,23 +286,3 @@ def sign_checkpoint_audited(
         raise
     services.metrics.checked(tenant_id, "checkpoint", ok=True, at=now)
     return signed, True
-
-
-log = logging.getLogger("kluis.checkpoints")
-
-
-def sign_pending(services: Services) -> int:
-    """Sign a checkpoint (with its audit entry) for every tenant whose log grew; returns how many
-    were signed. Each tenant in its own transaction: a log that cannot be signed is logged (and
-    shown on ``/metrics``) and does not hold up the others."""
-    with services.db.read_session() as session:
-        tenants = audit_log.pending_checkpoints(session)
-    signed = 0
-    for tenant_id in tenants:
-        try:
-            _, new = sign_checkpoint_audited(services, tenant_id, utcnow(), trigger="schedule")
-        except (CheckpointRefusedError, LogStateError) as exc:
-            log.warning("checkpoint of tenant %s refused: %s", tenant_id, type(exc).__name__)
-            continue
-        signed += new
-    return signed

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from audit.checkpoints import CheckpointVerifier
 from audit.errors import CheckpointRefusedError
 from audit.models import CHECKPOINT
 from audit.schemas import Actor, AuditEvent, Checkpoint, TraceContext
-from kluis import checkpoint_process
+from kluis.app import sign_pending
 from kluis.settings import Settings
 from kluis.wiring import (
     CHECKPOINT_SIGNER,
@@ -30,10 +29,8 @@ from kluis.wiring import (
     build_services,
     initialise,
     sign_checkpoint_audited,
-    sign_pending,
     utcnow,
 )
-from tests.e2e.conftest import development_settings, free_port, live_server
 from tests.e2e.test_consent_flow import operator
 
 
@@ -189,32 +186,3 @@ def test_a_log_that_cannot_be_signed_is_reported_and_does_not_hold_up_the_others
     with pytest.raises(CheckpointRefusedError):
         sign_checkpoint_audited(services, bad, utcnow(), trigger="request")
     assert size(services, bad) == 4
-
-
-def test_the_server_signs_periodically_in_its_helper_process_and_reports_the_outcome(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = development_settings(tmp_path, free_port(), database_url=db_url, checkpoint_interval_seconds=1)
-    served = build_services(settings)
-    initialise(served)
-
-    def not_here(_services: Services) -> int:
-        raise AssertionError("signed in the server's own process")
-
-    # The helper process imports the code afresh: only signing in this process would meet this.
-    monkeypatch.setattr(checkpoint_process, "sign_pending", not_here)
-    try:
-        tenant = town(served, "gemeente-p")
-        append(served, tenant, 2)
-        with live_server(settings, served):
-            deadline = time.monotonic() + 30
-            while (tenant, "checkpoint") not in served.metrics.checks() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        ok, at = served.metrics.checks()[(tenant, "checkpoint")]
-        with served.db.read_session() as s:
-            latest = audit_log.latest_checkpoint(s, tenant)
-        assert ok and abs(at - utcnow().timestamp()) < 60
-        assert latest is not None and latest.tree_size == size(served, tenant) == 4  # 3 entries, its own
-        assert entry(served, tenant, 3)["details"]["trigger"] == "schedule"
-    finally:
-        served.close()

@@ -24,10 +24,11 @@ import werkzeug.serving
 from audit import services as audit_log
 from audit import tags
 from audit.schemas import Actor, AuditEvent, TraceContext
+from kluis.app import sign_pending
 from kluis.console.schemas import ROLE
 from kluis.settings import Settings
 from kluis.web.i18n import TIMEZONE
-from kluis.wiring import Services, build_services, initialise, sign_pending, utcnow
+from kluis.wiring import Services, build_services, initialise, utcnow
 from tests.e2e.conftest import development_settings, free_port, live_server
 from tests.portal.conftest import PkceEnforcingProvider, csrf_of
 from vault.models import Tenant

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from audit import tags
 from audit.schemas import Actor, TraceContext
+from kluis.app import sign_pending
 from kluis.console import jobs
 from kluis.console import services as console_services
 from kluis.console.anomalies import Finding, Period
@@ -22,7 +23,7 @@ from kluis.console.errors import InvalidSearchError, NotFoundError
 from kluis.console.schemas import SearchFilters
 from kluis.console.services import ConsoleService
 from kluis.settings import Settings
-from kluis.wiring import Services, build_services, initialise, sign_pending, utcnow
+from kluis.wiring import Services, build_services, initialise, utcnow
 from tests.console.conftest import RESIDENT_A, RESIDENT_B, Municipality, build_municipality, emit, local, read
 from vault.services import Context
 

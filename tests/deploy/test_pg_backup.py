@@ -25,8 +25,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
+from kluis.app import sign_pending
 from kluis.backup import BackupError, backup_database, restore_database
-from kluis.wiring import Services, initialise, sign_pending
+from kluis.wiring import Services, initialise
 from tests.deploy.conftest import (
     INCOME,
     Deployment,
