@@ -65,8 +65,11 @@ class Settings(BaseSettings):
     login_rate_limit_per_minute: int = Field(default=60, ge=1)
     # Shared store for rate-limit counters of several nodes (e.g. redis://127.0.0.1:6379/0).
     redis_url: str | None = None
-    # How often each node signs audit checkpoints for logs that grew (0: only on demand).
-    checkpoint_interval_seconds: float = Field(default=5.0, ge=0)
+    # How often each node signs audit checkpoints for logs that grew (0: only on demand). Every
+    # signing holds the log's lock for ~15-30 ms, during which the read path's commits wait: at
+    # 5 s that was the data API's p99 on a slow machine (docs/performance.md); anyone who needs a
+    # fresher checkpoint gets one on demand (GET /api/v1/audit/checkpoint signs what is new).
+    checkpoint_interval_seconds: float = Field(default=30.0, ge=0)
     # How often each node deletes expired portal sessions, used assertions and revoked tokens
     # (kluis/housekeeping.py; 0: only by `kluis purge-expired`, e.g. from cron).
     housekeeping_interval_seconds: float = Field(default=3600.0, ge=0)
