@@ -48,6 +48,8 @@ class Figures:
     # The server's child processes (the audit writer process on SQLite, and the fork server it is
     # forked from): work that runs on another core, but still the machine's.
     children_us: float = 0.0
+    # The share of the machine's CPU time the hypervisor took during the run (see steal_share).
+    steal: float = 0.0
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
@@ -66,6 +68,58 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 def spent(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds between two readings; a process that started in between counts in full."""
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of the machine's CPU time the hypervisor took (``steal``) between two readings of
+    ``machine_ticks``: a virtual machine's noisy neighbours, which make its figures unreliable."""
+    total = sum(after) - sum(before)
+    return (after[7] - before[7]) / total if total > 0 else 0.0
+
+
+def machine_ticks() -> list[int]:
+    """The machine's CPU time by state (user, nice, system, idle, iowait, irq, softirq, steal...)."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+# What a SQLite audit batch of ~8 entries appends to the write-ahead log (~40 pages of 4 KiB:
+# docs/performance.md, "The tail").
+BATCH_BYTES = 160 * 1024
+
+
+def disk_flushes(directory: str, seconds: float, size: int = BATCH_BYTES) -> list[float]:
+    """Latencies (s) of ``fdatasync`` after writing ``size`` bytes in ``directory``, one every
+    ~10 ms for ``seconds``: how long the disk takes to make a batch durable, and whether it stalls
+    (a stall of the disk stalls every commit, and no read may answer before its commit)."""
+    path = Path(directory) / "flush-probe.bin"
+    block = os.urandom(size)
+    latencies = []
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + seconds
+        offset = 0
+        while time.monotonic() < deadline:
+            os.pwrite(fd, block, offset)
+            offset = (offset + size) % (64 * size)  # a bounded file, like a write-ahead log
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.01)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return latencies
+
+
+def disk_report(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    if not ordered:
+        return "disk: not probed"
+    p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return (
+        f"disk between the runs: fdatasync of {BATCH_BYTES // 1024} KiB p50 {p50 * 1e3:.2f} ms "
+        f"p99 {p99 * 1e3:.2f} ms max {ordered[-1] * 1e3:.1f} ms"
+    )
 
 
 def descendants(pid: int) -> list[int]:
@@ -155,11 +209,12 @@ def measured(
         databases = postgres_pids() if database else []
         return cpu_seconds([server_pid]), cpu_seconds(descendants(server_pid)), cpu_seconds(databases)
 
-    before = reading()
+    before, ticks = reading(), machine_ticks()
     figures = wrk(url, connections, seconds, token)
     # Read again afterwards: the server opens its hot-path connections (and its writer process)
     # on its first reads.
     after = reading()
+    figures.steal = steal_share(ticks, machine_ticks())
     requests = max(figures.rps * seconds, 1.0)
     figures.server_us, figures.children_us, figures.database_us = (
         1e6 * spent(b, a) / requests for b, a in zip(before, after, strict=True)
@@ -306,6 +361,7 @@ def median(values: list[Figures]) -> Figures:
         statistics.median(v.server_us for v in values),
         statistics.median(v.database_us for v in values),
         statistics.median(v.children_us for v in values),
+        statistics.median(v.steal for v in values),
     )
 
 
@@ -351,6 +407,7 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
             auth_req: list[str] = []
             for connections in concurrencies:
                 bare_runs, read_runs = [], []
+                flushes: list[float] = []
                 for _ in range(runs):
                     token = obtain_token(base, credentials, resident_token, auth_req)
                     bare_runs.append(
@@ -374,7 +431,9 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                             database=db == "postgres",
                         )
                     )
-                    time.sleep(3)
+                    # The pause after a read run probes the disk (the bare endpoint does not use it).
+                    flushes += disk_flushes(data_dir, 2.5)
+                    time.sleep(0.5)
                 bare, read = median(bare_runs), median(read_runs)
                 results.append((connections, bare, read))
                 print(
@@ -388,6 +447,11 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                 print(
                     f"{'':8} {'':5} CPU per request: bare server {bare.server_us:.0f} us | audited read "
                     f"server {read.server_us:.0f} us{children}{database}",
+                    flush=True,
+                )
+                print(
+                    f"{'':8} {'':5} {disk_report(flushes)} | hypervisor steal during the runs: "
+                    f"bare {bare.steal:.0%}, read {read.steal:.0%}",
                     flush=True,
                 )
     finally:

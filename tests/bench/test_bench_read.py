@@ -1,5 +1,6 @@
 """The read benchmark's own arithmetic (the benchmark itself needs wrk and runs outside the suite):
-reading wrk's report, and the CPU per request it prints next to the ratio."""
+reading wrk's report, the CPU per request it prints next to the ratio, and the machine's state it
+prints with them (the hypervisor's steal time, the disk's flush latency)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from bench.bench_read import cpu_seconds, descendants, parse_wrk, spent
+from bench.bench_read import (
+    BATCH_BYTES,
+    cpu_seconds,
+    descendants,
+    disk_flushes,
+    disk_report,
+    machine_ticks,
+    parse_wrk,
+    spent,
+    steal_share,
+)
 
 WRK_REPORT = """Running 5s test @ http://127.0.0.1:8000/api/v1/records/inkomen
   2 threads and 16 connections
@@ -65,3 +77,27 @@ def test_descendants_are_children_and_their_children_only() -> None:
             os.kill(pid, signal.SIGKILL)
         child.kill()
         child.wait()
+
+
+def test_steal_is_the_hypervisors_share_of_all_cpu_time_between_readings() -> None:
+    #         user nice system idle iowait irq softirq steal guest guest_nice
+    before = [100, 0, 50, 800, 10, 0, 5, 35, 0, 0]
+    after = [160, 0, 70, 900, 10, 0, 5, 55, 0, 0]  # 200 ticks, 20 of them stolen
+    assert steal_share(before, after) == pytest.approx(0.10)
+    assert steal_share(before, before) == 0.0
+    now = machine_ticks()
+    assert len(now) >= 8 and all(value >= 0 for value in now)
+
+
+def test_disk_probe_flushes_batch_sized_writes_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    latencies = disk_flushes(str(tmp_path), 0.2)
+    assert latencies and all(0 < latency < 5 for latency in latencies)
+    assert list(tmp_path.iterdir()) == []
+    assert BATCH_BYTES == 160 * 1024
+
+
+def test_disk_report_gives_median_99th_percentile_and_worst() -> None:
+    report = disk_report([0.001] * 98 + [0.004, 0.140])
+    assert "p50 1.00 ms" in report and "p99 140.00 ms" in report and "max 140.0 ms" in report
+    assert disk_report([0.002] * 200 + [0.009, 0.3]).count("p99 2.00 ms") == 1
+    assert disk_report([]) == "disk: not probed"
