@@ -16,6 +16,7 @@ from sqlalchemy import text
 from audit import services as audit_log
 from audit.errors import UnknownLogError
 from audit.schemas import AuditEvent
+from kluis import audit_process
 from kluis.db import Database
 from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError, AuditWriterGoneError
 from tests.audit.factories import TENANT, assert_head_is_the_rfc_root, event
@@ -282,4 +283,63 @@ def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(l
     mixed = _committed_many(log_db, [[13, 14, 15, 16]], heads, lambda i: other if i % 2 else TENANT)
     assert mixed == [[0, 13, 1, 14]]
     assert heads[TENANT][0] == 15 and heads[other][0] == 2
+    assert_head_is_the_rfc_root(log_db)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_wal_backlog_reads_the_pages_sqlite_has_not_yet_copied(
+    log_db: Database, other_writer: sqlite3.Connection
+) -> None:
+    writer = other_writer
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE scratch (x BLOB)")
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # an empty log to start from
+    index = audit_process.wal_index(writer)
+    assert audit_process.wal_backlog(index) == 0
+    for _ in range(20):
+        writer.execute("INSERT INTO scratch VALUES (randomblob(6000))")
+    backlog = audit_process.wal_backlog(index)
+    _, in_log, copied = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert backlog == in_log >= 40  # SQLite's own count; each row spills onto an overflow page
+    assert copied == in_log and audit_process.wal_backlog(index) == 0
+    assert audit_process.wal_backlog(index.with_name("no-such-file-shm")) is None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_checkpoint_if_due_copies_the_log_only_from_the_threshold_on(
+    log_db: Database, other_writer: sqlite3.Connection
+) -> None:
+    writer = other_writer
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE scratch (x BLOB)")
+    index = audit_process.wal_index(writer)
+    writer.execute("INSERT INTO scratch VALUES (randomblob(100000))")  # ~25 pages
+    small = audit_process.wal_backlog(index)
+    assert small is not None and 0 < small < audit_process.CHECKPOINT_PAGES
+    assert not audit_process.checkpoint_if_due(writer, index)
+    assert audit_process.wal_backlog(index) == small  # left alone below the threshold
+    while (audit_process.wal_backlog(index) or 0) < audit_process.CHECKPOINT_PAGES:
+        writer.execute("INSERT INTO scratch VALUES (randomblob(100000))")
+    assert audit_process.checkpoint_if_due(writer, index)
+    assert audit_process.wal_backlog(index) == 0
+    assert not audit_process.checkpoint_if_due(writer, index.with_name("no-such-file-shm"))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_writer_process_checkpoints_the_log_after_its_replies(
+    log_db: Database, committer: AuditGroupCommitter, other_writer: sqlite3.Connection
+) -> None:
+    # One entry per batch, so that every batch is a commit of its own (~10-15 pages each).
+    async def main() -> list[int]:
+        return [await committer.append(event(i)) for i in range(200)]
+
+    assert asyncio.run(main()) == list(range(200))
+    index = audit_process.wal_index(other_writer)
+    log_file = index.with_name(index.name.removesuffix("-shm") + "-wal")
+    # The log grew past the threshold at some point (its file never shrinks)...
+    assert log_file.stat().st_size > audit_process.CHECKPOINT_PAGES * 4096
+    # ...and was copied by the writer process, not by SQLite's safety net (ten times further).
+    backlog = audit_process.wal_backlog(index)
+    assert backlog is not None and backlog < audit_process.CHECKPOINT_PAGES
+    assert stored_seqs(log_db) == list(range(200))
     assert_head_is_the_rfc_root(log_db)
