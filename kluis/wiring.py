@@ -6,6 +6,7 @@ nothing here runs at import time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,9 @@ class Services:
     clients: ClientService
     purposes: PurposeService
     metrics: Metrics = field(default_factory=Metrics)  # /metrics of every app on these services
+    # Access tokens being verified for the first time, each with the future its verification sets
+    # when done (kluis.api.auth: concurrent first reads of one token verify it once).
+    first_verifications: dict[str, asyncio.Future[None]] = field(default_factory=dict)
     _audit_writer: AuditGroupCommitter | None = None
     _connectors: Connectors | None = None
     _lean: LeanReads | None = None

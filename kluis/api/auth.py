@@ -13,6 +13,7 @@ The tenant always comes from the verified token, never from the URL.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
@@ -61,6 +62,13 @@ async def resolve_grant(
     fetcher = fetch or services.lean.grant
     # Verified before (the common case): no signature check and no ORM session, only the live grant.
     verified = services.oauth.tokens.cached_access_token(token, now)
+    refused: Refusal | None = None
+    if verified is None and fetch_async is not None:
+        checked = await verified_once(services, token, now)
+        if isinstance(checked, Refusal):
+            refused = checked
+        else:
+            verified = checked
 
     def decide() -> AccessGrant | Refusal:
         checked: VerifiedToken | Refusal | None = verified
@@ -73,7 +81,9 @@ async def resolve_grant(
             return checked
         return guard.decide_fetched(checked, now, fetcher)
 
-    if verified is not None and fetch_async is not None:
+    if refused is not None:
+        outcome: AccessGrant | Refusal = refused
+    elif verified is not None and fetch_async is not None:
         # PostgreSQL's record read: the one look-up awaited on the loop (no thread, no session).
         found = await fetch_async(verified)
         outcome = guard.decide_found(verified, now, found)
@@ -105,6 +115,36 @@ async def resolve_grant(
         await run_in_threadpool(record)
         raise refusal.error
     return outcome
+
+
+async def verified_once(services: Services, token: str, now: datetime) -> VerifiedToken | Refusal:
+    """``token`` verified (in the thread pool: a session and the signature), once for a burst of
+    its first reads: PostgreSQL's record read.
+
+    A department that starts with a new token at concurrency 16 sent 16 first reads at once, and
+    each verified the token in a thread of its own: 16 threads contending with the loop for the
+    GIL, 50-80 ms per read on a slow machine (docs/performance.md, item 21). Now the first read
+    verifies and the others wait for it, then take the verified claims from the token cache with
+    their own ``now`` (its expiry rule, not a shared result). If the cache has nothing for them
+    (the token was refused, or the first read was cancelled), each verifies by itself: a refused
+    read is still refused, and audited, on its own."""
+
+    def verify() -> VerifiedToken | Refusal:
+        with services.db.read_session() as session:
+            return services.oauth.guard.verify(session, token, now)
+
+    running = services.first_verifications.get(token)
+    if running is not None:
+        await asyncio.wait([running])  # never cancels the first read's verification
+        cached = services.oauth.tokens.cached_access_token(token, now)
+        return cached if cached is not None else await run_in_threadpool(verify)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    services.first_verifications[token] = done
+    try:
+        return await run_in_threadpool(verify)
+    finally:
+        del services.first_verifications[token]
+        done.set_result(None)
 
 
 def get_resident(request: Request, services: ServicesDep, now: NowDep) -> ResidentPrincipal:
