@@ -65,9 +65,7 @@ def serve(channel: Connection, url: str, synchronous: str) -> None:
     """The child's main: append and commit each batch that arrives, reply, until the channel closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     db = Database(url, sqlite_synchronous=synchronous)
-    proxy = db.write_engine.raw_connection()
-    connection = proxy.driver_connection
-    proxy.detach()  # this process's one connection; the pool is not used here
+    connection = db.dedicated_connection(write=True)  # this process's one; its pool stays unused
     assert isinstance(connection, sqlite3.Connection)
     connection.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
     index = wal_index(connection)

@@ -69,6 +69,16 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    def dedicated_connection(self, *, write: bool = False) -> Any:
+        """A DB-API connection (sqlite3 or psycopg) of the caller's own, taken out of the pool for
+        good, opened with the engine's connect hooks (SQLite's pragmas): for a caller that keeps
+        one for its lifetime, where a pool check-out and its reset cost more than its statement
+        (the data API's look-ups, the audit writer process). The caller closes it."""
+        proxy = (self.write_engine if write else self.read_engine).raw_connection()
+        connection = proxy.driver_connection
+        proxy.detach()  # ours now; the pool opens another for itself
+        return connection
+
     async def connect_async(self, *, autocommit: bool = False) -> Any:
         """A psycopg ``AsyncConnection`` to this PostgreSQL database, for work awaited on the event
         loop (the data API's look-up and group commit); it belongs to the loop that opened it."""

@@ -179,9 +179,7 @@ class LeanReads:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        proxy = self.db.read_engine.raw_connection()
-        connection: Any = proxy.driver_connection
-        proxy.detach()  # ours now; the pool opens another for itself
+        connection: Any = self.db.dedicated_connection()
         if not self.db.is_sqlite:
             # One statement is one snapshot: no transaction around it, so no ROLLBACK round trip
             # after each look-up (the look-up is one round trip to PostgreSQL instead of two).

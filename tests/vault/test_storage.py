@@ -272,3 +272,24 @@ def test_a_stale_resident_object_cannot_write_after_erasure(db, vault, tenant, c
     with db.session() as s, pytest.raises(ResidentErasedError):
         vault.put_record(s, ctx(), stale, "inkomen", INCOME, source="x")
     assert count(db, "record") == 0
+
+
+def test_a_dedicated_connection_is_the_callers_own_with_the_engines_settings(db: Database) -> None:
+    connection = db.dedicated_connection(write=True)
+    try:
+        cursor = connection.cursor()
+        if db.is_sqlite:  # opened through the engine: the same pragmas as every pooled connection
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+            cursor.execute("PRAGMA foreign_keys")
+            assert cursor.fetchone()[0] == 1
+        cursor.execute("SELECT count(*) FROM tenant")
+        assert cursor.fetchone()[0] == 0
+        cursor.close()
+        # Out of the pool for good: the pool never hands it to anyone else.
+        for _ in range(3):
+            with db.write_engine.connect() as pooled:
+                assert pooled.connection.driver_connection is not connection
+    finally:
+        connection.close()
+    assert count(db, "tenant") == 0  # the pool still serves
