@@ -8,24 +8,24 @@ A failed batch fails every request in it (fail closed) — no data leaves withou
 
 Two ways to write a batch:
 
-- **In a writer process (SQLite).** Requests queue their entry and await; a callback scheduled with
-  ``call_soon`` runs after every request that became ready in the same loop iteration has queued
-  its own, and hands the whole batch to the audit writer process (``kluis.audit_process``) in one
-  message; the process appends and commits it and replies with the sequence numbers. Entries
-  queued meanwhile form the next batch, sent as soon as the reply is back. The append's work
-  (~60 µs per entry on the loop before) runs on the machine's other core; earlier designs measured
-  on the way there (docs/performance.md): all of the append on a writer thread (every system call of
-  the loop gave up the GIL to the writer and waited to get it back: a GIL convoy that cost more than
-  the fsync), then the statements on the loop and only ``COMMIT`` on a thread. If the process dies,
-  its batch fails (fail closed) and the next batch starts a new one.
-- **Awaited on the event loop (PostgreSQL).** The batch goes over a psycopg ``AsyncConnection``
-  kept for this: every round trip is awaited, so the loop serves other requests meanwhile, and no
-  thread takes the GIL from it (on a writer thread, the same convoy as above cost PostgreSQL reads
-  most of their throughput). Knowing the log's head from its last batch, the committer writes a
-  batch as one statement in its own transaction (``audit.services.commit_many_async``): one round
-  trip instead of four, each of which costs the loop ~150 µs here. Entries queued meanwhile form the
-  next batch. (A writer process measured no faster here: PostgreSQL's own processes already keep
-  the other core busy.)
+- **In a writer process (SQLite, ``ProcessGroupCommitter``).** Requests queue their entry and
+  await; a callback scheduled with ``call_soon`` runs after every request that became ready in the
+  same loop iteration has queued its own, and hands the whole batch to the audit writer process
+  (``kluis.audit_process``) in one message; the process appends and commits it and replies with the
+  sequence numbers. Entries queued meanwhile form the next batch, sent as soon as the reply is
+  back. The append's work (~60 µs per entry on the loop before) runs on the machine's other core;
+  earlier designs measured on the way there (docs/performance.md): all of the append on a writer
+  thread (every system call of the loop gave up the GIL to the writer and waited to get it back: a
+  GIL convoy that cost more than the fsync), then the statements on the loop and only ``COMMIT`` on
+  a thread. If the process dies, its batch fails (fail closed) and the next batch starts a new one.
+- **Awaited on the event loop (PostgreSQL, ``AwaitedGroupCommitter``).** The batch goes over a
+  psycopg ``AsyncConnection`` kept for this: every round trip is awaited, so the loop serves other
+  requests meanwhile, and no thread takes the GIL from it (on a writer thread, the same convoy as
+  above cost PostgreSQL reads most of their throughput). Knowing the log's head from its last
+  batch, the committer writes a batch as one statement in its own transaction
+  (``audit.services.commit_many_async``): one round trip instead of four, each of which costs the
+  loop ~150 µs here. Entries queued meanwhile form the next batch. (A writer process measured no
+  faster here: PostgreSQL's own processes already keep the other core busy.)
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
@@ -48,7 +49,10 @@ log = logging.getLogger("kluis.audit")
 Waiters = list[tuple[AuditEvent, "asyncio.Future[int]"]]
 
 
-class AuditGroupCommitter:
+class AuditGroupCommitter(ABC):
+    """The queue, the batches and their waiters; how a batch is written is the subclass's
+    (``group_committer`` picks it for the database)."""
+
     def __init__(
         self,
         db: Database,
@@ -59,21 +63,10 @@ class AuditGroupCommitter:
         self._db = db
         self._max_batch = max_batch
         self._on_commit = on_commit  # told each committed batch once (metrics)
-        self._in_process = db.is_sqlite
         self._pending: Waiters = []
         self._in_flight: Waiters | None = None  # the batch being written
         self._idle: asyncio.Event | None = None  # set whenever no batch is in flight (for aclose)
         self._closed = False
-        # SQLite: the writer process and the server's end of its channel, on this loop.
-        self._process: BaseProcess | None = None
-        self._channel: Connection | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # PostgreSQL: the psycopg AsyncConnection of this loop, and the logs' states after this
-        # writer's last batch.
-        self._async_connection: Any = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._heads: dict[str, audit_log.Head] = {}
-        self._task: asyncio.Task[None] | None = None
 
     async def append(self, event: AuditEvent) -> int:
         """Append ``event`` and wait until it is durable. Raises if the batch failed."""
@@ -85,6 +78,9 @@ class AuditGroupCommitter:
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
         return await future
+
+    async def start(self) -> None:  # noqa: B027 - a hook, empty unless a subclass needs it
+        """Get ready before the first batch (the server's start-up); nothing to do by default."""
 
     def _flush(self) -> None:
         if self._in_flight is not None:
@@ -98,11 +94,11 @@ class AuditGroupCommitter:
         self._in_flight = batch
         if self._idle is not None:
             self._idle.clear()
-        if self._in_process:
-            self._send(batch)
-        else:
-            # Kept: the loop holds tasks only weakly.
-            self._task = asyncio.get_running_loop().create_task(self._write_async(batch))
+        self._write(batch)
+
+    @abstractmethod
+    def _write(self, batch: Waiters) -> None:
+        """Start writing ``batch``; call ``_done`` once it is committed or has failed."""
 
     def _done(self, batch: Waiters, seqs: Sequence[int] | None, error: BaseException | None) -> None:
         """Tell the batch's waiters, then start the next batch."""
@@ -120,8 +116,52 @@ class AuditGroupCommitter:
         if self._pending:
             self._flush()
 
-    # -- SQLite: in the writer process ----------------------------------------------------------
-    def _send(self, batch: Waiters) -> None:
+    async def aclose(self) -> None:
+        """``close`` at the server's shutdown, on its loop: the batch in flight commits and its
+        waiters are told first."""
+        self._closed = True
+        if self._in_flight is not None:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+        await self._aclose_resources()
+        self.close()
+
+    async def _aclose_resources(self) -> None:  # noqa: B027 - a hook, as start
+        """Close what closes properly only on the loop; nothing by default."""
+
+    def close(self) -> None:
+        """Stop without a loop to wait on: a batch in flight is still committed, its waiters are
+        not told (their loop is gone)."""
+        self._closed = True
+
+    def _committed(self, events: Sequence[AuditEvent]) -> None:
+        if self._on_commit is not None:
+            try:  # before the waiters answer: an answered read is always counted (a few µs per batch)
+                self._on_commit(events)
+            except Exception as exc:  # noqa: BLE001 - counting must never fail or stop the writer
+                log.warning("audit batch observer failed: %s", type(exc).__name__)
+
+
+def group_committer(
+    db: Database, *, on_commit: Callable[[Sequence[AuditEvent]], None] | None = None
+) -> AuditGroupCommitter:
+    """The group committer for ``db``: in a writer process on SQLite, awaited on PostgreSQL."""
+    if db.is_sqlite:
+        return ProcessGroupCommitter(db, on_commit=on_commit)
+    return AwaitedGroupCommitter(db, on_commit=on_commit)
+
+
+class ProcessGroupCommitter(AuditGroupCommitter):
+    """SQLite: each batch goes to the audit writer process (``kluis.audit_process``)."""
+
+    def __init__(self, db: Database, **options: Any) -> None:
+        super().__init__(db, **options)
+        # The writer process and the server's end of its channel, on this loop.
+        self._process: BaseProcess | None = None
+        self._channel: Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _write(self, batch: Waiters) -> None:
         try:
             channel = self._started()
             channel.send_bytes(audit_process.encode([event for event, _ in batch]))
@@ -132,11 +172,11 @@ class AuditGroupCommitter:
             self._done(batch, None, exc)
 
     async def start(self) -> None:
-        """Start the writer process now (SQLite; nothing to do on PostgreSQL), off the loop: at the
-        server's start-up, so that its first read does not wait for it. The first writer process
-        of a server starts the fork server, a new interpreter that imports the append's code:
-        ~0.6 s, several seconds on a loaded machine, during which the loop would stand still."""
-        if not self._in_process or self._closed or self._channel is not None:
+        """Start the writer process now, off the loop: at the server's start-up, so that its first
+        read does not wait for it. The first writer process of a server starts the fork server, a
+        new interpreter that imports the append's code: ~0.6 s, several seconds on a loaded
+        machine, during which the loop would stand still."""
+        if self._closed or self._channel is not None:
             return
         process, channel = await asyncio.to_thread(self._spawn)
         if self._channel is not None:  # one was started meanwhile: keep that one
@@ -202,7 +242,27 @@ class AuditGroupCommitter:
             process.join()
         return process.exitcode
 
-    # -- PostgreSQL: awaited on the loop --------------------------------------------------------
+    def close(self) -> None:
+        super().close()
+        self._stop_process()
+
+
+class AwaitedGroupCommitter(AuditGroupCommitter):
+    """PostgreSQL: each batch is one statement awaited on the loop over a psycopg connection."""
+
+    def __init__(self, db: Database, **options: Any) -> None:
+        super().__init__(db, **options)
+        # The psycopg AsyncConnection of this loop, and the logs' states after this writer's last
+        # batch.
+        self._async_connection: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._heads: dict[str, audit_log.Head] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _write(self, batch: Waiters) -> None:
+        # Kept: the loop holds tasks only weakly.
+        self._task = asyncio.get_running_loop().create_task(self._write_async(batch))
+
     async def _write_async(self, batch: Waiters) -> None:
         import psycopg
 
@@ -234,33 +294,15 @@ class AuditGroupCommitter:
             self._async_connection = await self._db.connect_async(autocommit=True)
         return self._async_connection
 
-    # -- shutdown -------------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        """``close`` at the server's shutdown, on its loop: the batch in flight commits and its
-        waiters are told first."""
-        self._closed = True
-        if self._in_flight is not None:
-            self._idle = asyncio.Event()
-            await self._idle.wait()
+    async def _aclose_resources(self) -> None:
         if self._async_connection is not None:
             connection, self._async_connection = self._async_connection, None
             await connection.close()
-        self.close()
 
     def close(self) -> None:
-        """Stop without a loop to wait on: a batch in flight is still committed, its waiters are
-        not told (their loop is gone)."""
-        self._closed = True
+        super().close()
         close_now(self._async_connection)  # without a loop to await on (aclose closes it properly)
         self._async_connection = None
-        self._stop_process()
-
-    def _committed(self, events: Sequence[AuditEvent]) -> None:
-        if self._on_commit is not None:
-            try:  # before the waiters answer: an answered read is always counted (a few µs per batch)
-                self._on_commit(events)
-            except Exception as exc:  # noqa: BLE001 - counting must never fail or stop the writer
-                log.warning("audit batch observer failed: %s", type(exc).__name__)
 
 
 def _context() -> ForkServerContext:

@@ -28,7 +28,7 @@ from consent.schemas import OAuthConfig
 from consent.services import DepartmentService, build_consent
 from kluis.api.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from kluis.db import Database
-from kluis.group_commit import AuditGroupCommitter
+from kluis.group_commit import AuditGroupCommitter, group_committer
 from kluis.hotpath import LeanReads
 from kluis.observability import Metrics, StoreQueries
 from kluis.settings import Settings
@@ -110,7 +110,7 @@ class Services:
     def audit_writer(self) -> AuditGroupCommitter:
         """The group committer of audit entries for the read hot path (started on first use)."""
         if self._audit_writer is None:
-            self._audit_writer = AuditGroupCommitter(self.db, on_commit=self.metrics.audit_committed)
+            self._audit_writer = group_committer(self.db, on_commit=self.metrics.audit_committed)
         return self._audit_writer
 
     @property

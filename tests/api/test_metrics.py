@@ -32,7 +32,7 @@ from consent.models import Grant
 from kluis.console.models import ConsoleVerification
 from kluis.console.services import ConsoleService, system_context
 from kluis.db import Database
-from kluis.group_commit import AuditGroupCommitter
+from kluis.group_commit import group_committer
 from kluis.observability import GRANT_STATES, KNOWN_TAGS, Metrics, StoreFigures, StoreQueries
 from kluis.wiring import Services, build_services, initialise, utcnow
 from tests.conftest import postgres_schema
@@ -334,7 +334,7 @@ def test_the_group_committer_counts_each_batch_once_and_a_failing_observer_stops
         seen.append(len(events))
         raise RuntimeError("a broken metric")
 
-    writer = AuditGroupCommitter(db, on_commit=observe)
+    writer = group_committer(db, on_commit=observe)
     try:
         now = utcnow()
         event = AuditEvent(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +19,19 @@ from audit.errors import UnknownLogError
 from audit.schemas import AuditEvent
 from kluis import audit_process
 from kluis.db import Database
-from kluis.group_commit import AuditGroupCommitter, AuditWriterClosedError, AuditWriterGoneError
+from kluis.group_commit import (
+    AuditGroupCommitter,
+    AuditWriterClosedError,
+    AuditWriterGoneError,
+    ProcessGroupCommitter,
+    group_committer,
+)
 from tests.audit.factories import TENANT, assert_head_is_the_rfc_root, event
 
 
 @pytest.fixture
 def committer(log_db: Database) -> Iterator[AuditGroupCommitter]:
-    writer = AuditGroupCommitter(log_db)
+    writer = group_committer(log_db)
     try:
         yield writer
     finally:
@@ -116,7 +123,7 @@ def test_sqlite_busy_database_waits_in_the_writer_process_and_the_loop_keeps_run
 
 
 def test_close_finishes_the_commit_in_flight(log_db: Database) -> None:
-    writer = AuditGroupCommitter(log_db)
+    writer = group_committer(log_db)
 
     async def main() -> tuple[list[int], list[int]]:
         pending = [asyncio.ensure_future(writer.append(event(i))) for i in range(5)]
@@ -132,7 +139,7 @@ def test_close_finishes_the_commit_in_flight(log_db: Database) -> None:
 
 
 def test_after_close_entries_are_refused_and_nothing_is_reopened(log_db: Database) -> None:
-    writer = AuditGroupCommitter(log_db)
+    writer = group_committer(log_db)
 
     async def main() -> BaseException | int:
         await writer.append(event(0))
@@ -143,13 +150,15 @@ def test_after_close_entries_are_refused_and_nothing_is_reopened(log_db: Databas
     late = asyncio.run(main())
     assert isinstance(late, AuditWriterClosedError)
     assert stored_seqs(log_db) == [0]
-    assert writer._process is None and writer._channel is None
+    if isinstance(writer, ProcessGroupCommitter):  # SQLite: no writer process started again
+        assert writer._process is None and writer._channel is None
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_writer_process_that_dies_fails_its_batch_and_the_next_batch_gets_a_new_one(
-    log_db: Database, committer: AuditGroupCommitter, other_writer: sqlite3.Connection
+    log_db: Database, committer: ProcessGroupCommitter, other_writer: sqlite3.Connection
 ) -> None:
+    assert isinstance(committer, ProcessGroupCommitter)  # SQLite
     holder = other_writer
 
     async def main() -> tuple[BaseException | int, int, int]:
@@ -177,8 +186,10 @@ def test_a_writer_process_that_dies_fails_its_batch_and_the_next_batch_gets_a_ne
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_writer_process_starts_with_the_server_not_with_its_first_read(
-    log_db: Database, committer: AuditGroupCommitter
+    log_db: Database, committer: ProcessGroupCommitter
 ) -> None:
+    assert isinstance(committer, ProcessGroupCommitter)  # SQLite
+
     async def main() -> tuple[bool, int, bool]:
         await committer.start()  # the server's start-up (kluis.app's lifespan)
         started = committer._process
@@ -193,8 +204,10 @@ def test_the_writer_process_starts_with_the_server_not_with_its_first_read(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_batch_that_cannot_be_handed_over_fails_alone_and_the_process_stays(
-    log_db: Database, committer: AuditGroupCommitter
+    log_db: Database, committer: ProcessGroupCommitter
 ) -> None:
+    assert isinstance(committer, ProcessGroupCommitter)  # SQLite
+
     async def main() -> tuple[list[BaseException | int], int, bool]:
         await committer.start()
         process = committer._process
@@ -286,15 +299,21 @@ def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(l
     assert_head_is_the_rfc_root(log_db)
 
 
+@pytest.fixture
+def scratch(log_db: Database, other_writer: sqlite3.Connection) -> tuple[sqlite3.Connection, Path]:
+    """A writer of a scratch table whose log SQLite never checkpoints by itself, and the wal-index
+    file, with the log empty to start from."""
+    other_writer.execute("PRAGMA wal_autocheckpoint=0")
+    other_writer.execute("CREATE TABLE scratch (x BLOB)")
+    other_writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return other_writer, audit_process.wal_index(other_writer)
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_wal_backlog_reads_the_pages_sqlite_has_not_yet_copied(
-    log_db: Database, other_writer: sqlite3.Connection
+    scratch: tuple[sqlite3.Connection, Path],
 ) -> None:
-    writer = other_writer
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute("CREATE TABLE scratch (x BLOB)")
-    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # an empty log to start from
-    index = audit_process.wal_index(writer)
+    writer, index = scratch
     assert audit_process.wal_backlog(index) == 0
     for _ in range(20):
         writer.execute("INSERT INTO scratch VALUES (randomblob(6000))")
@@ -307,12 +326,9 @@ def test_wal_backlog_reads_the_pages_sqlite_has_not_yet_copied(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_checkpoint_if_due_copies_the_log_only_from_the_threshold_on(
-    log_db: Database, other_writer: sqlite3.Connection
+    scratch: tuple[sqlite3.Connection, Path],
 ) -> None:
-    writer = other_writer
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    writer.execute("CREATE TABLE scratch (x BLOB)")
-    index = audit_process.wal_index(writer)
+    writer, index = scratch
     writer.execute("INSERT INTO scratch VALUES (randomblob(100000))")  # ~25 pages
     small = audit_process.wal_backlog(index)
     assert small is not None and 0 < small < audit_process.CHECKPOINT_PAGES
