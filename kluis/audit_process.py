@@ -96,7 +96,8 @@ def wal_backlog(index: Path) -> int | None:
     """Pages in the write-ahead log not yet copied into the database, read from the wal-index
     header (https://www.sqlite.org/walformat.html, 2.2: ``mxFrame`` at byte 16, ``nBackfill`` at
     byte 96, native byte order); ``None`` if it cannot be read. Python's sqlite3 module does not
-    offer the WAL hook that would tell it."""
+    offer the WAL hook that would tell it. Read without SQLite's locks: a header torn by another
+    connection's commit at that moment makes one checkpoint come a batch early or late at worst."""
     try:
         with index.open("rb") as file:
             header = file.read(136)
