@@ -83,7 +83,7 @@ def machine_ticks() -> list[int]:
 
 
 # What a SQLite audit batch of ~8 entries appends to the write-ahead log (~40 pages of 4 KiB:
-# docs/performance.md, "The tail").
+# docs/performance.md, "What wrk's p99 counts").
 BATCH_BYTES = 160 * 1024
 
 

@@ -56,41 +56,24 @@ async def resolve_grant(
 
     ``fetch`` reads the grant (default: ``services.lean.grant``); the record read passes one that
     reads the record in the same statement (``kluis.hotpath.RecordPrefetch``). ``fetch_async``, on
-    PostgreSQL, reads it on the event loop when the token was verified before."""
+    PostgreSQL, reads it on the event loop instead."""
     scheme, token = bearer_token(request, ("bearer", "dpop"))
     guard = services.oauth.guard
     fetcher = fetch or services.lean.grant
     # Verified before (the common case): no signature check and no ORM session, only the live grant.
-    verified = services.oauth.tokens.cached_access_token(token, now)
-    refused: Refusal | None = None
-    if verified is None and fetch_async is not None:
-        checked = await verified_once(services, token, now)
-        if isinstance(checked, Refusal):
-            refused = checked
-        else:
-            verified = checked
-
-    def decide() -> AccessGrant | Refusal:
-        checked: VerifiedToken | Refusal | None = verified
-        if checked is None:
-            # The session's connection goes back to the pool before the look-up takes one: a burst
-            # of first reads each holding one while waiting for another emptied the pool for good.
-            with services.db.read_session() as session:
-                checked = guard.verify(session, token, now)
-        if isinstance(checked, Refusal):
-            return checked
-        return guard.decide_fetched(checked, now, fetcher)
-
-    if refused is not None:
-        outcome: AccessGrant | Refusal = refused
-    elif verified is not None and fetch_async is not None:
+    cached = services.oauth.tokens.cached_access_token(token, now)
+    checked = cached if cached is not None else await verified_once(services, token, now)
+    outcome: AccessGrant | Refusal
+    if isinstance(checked, Refusal):
+        outcome = checked
+    elif fetch_async is not None:
         # PostgreSQL's record read: the one look-up awaited on the loop (no thread, no session).
-        found = await fetch_async(verified)
-        outcome = guard.decide_found(verified, now, found)
+        outcome = guard.decide_found(checked, now, await fetch_async(checked))
+    elif services.db.is_sqlite:
+        # On SQLite the look-up takes microseconds, cheaper inline than a hop to the thread pool.
+        outcome = guard.decide_fetched(checked, now, fetcher)
     else:
-        # On SQLite the look-up takes microseconds, cheaper inline than a hop to the thread pool;
-        # PostgreSQL round trips (and a first verification) go to the pool.
-        outcome = decide() if services.db.is_sqlite else await run_in_threadpool(decide)
+        outcome = await run_in_threadpool(guard.decide_fetched, checked, now, fetcher)
     if not isinstance(outcome, Refusal):
         # RFC 9449 §7.1: a DPoP-bound token is never accepted as a plain bearer token, and the
         # DPoP scheme is only for bound tokens. (The proof itself is checked by the data API.)
@@ -119,17 +102,19 @@ async def resolve_grant(
 
 async def verified_once(services: Services, token: str, now: datetime) -> VerifiedToken | Refusal:
     """``token`` verified (in the thread pool: a session and the signature), once for a burst of
-    its first reads: PostgreSQL's record read.
+    its first reads.
 
     A department that starts with a new token at concurrency 16 sent 16 first reads at once, and
-    each verified the token in a thread of its own: 16 threads contending with the loop for the
-    GIL, 50-80 ms per read on a slow machine (docs/performance.md, item 21). Now the first read
-    verifies and the others wait for it, then take the verified claims from the token cache with
-    their own ``now`` (its expiry rule, not a shared result). If the cache has nothing for them
-    (the token was refused, or the first read was cancelled), each verifies by itself: a refused
-    read is still refused, and audited, on its own."""
+    on PostgreSQL each verified the token in a thread of its own: 16 threads contending with the
+    loop for the GIL, 50-80 ms per read on a slow machine (docs/performance.md, item 21). Now the
+    first read verifies and the others wait for it, then take the verified claims from the token
+    cache with their own ``now`` (its expiry rule, not a shared result). If the cache has nothing
+    for them (the token was refused, or the first read was cancelled), each verifies by itself: a
+    refused read is still refused, and audited, on its own."""
 
     def verify() -> VerifiedToken | Refusal:
+        # Its session (and pooled connection) ends before the grant's look-up takes one: a burst of
+        # first reads each holding one while waiting for another emptied the pool for good.
         with services.db.read_session() as session:
             return services.oauth.guard.verify(session, token, now)
 

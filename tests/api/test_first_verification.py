@@ -1,6 +1,5 @@
 """A burst of first reads of one new access token verifies the token once (kluis.api.auth's
-``verified_once`` on PostgreSQL; on SQLite the first read verifies inline before the next is
-handled), over real HTTP on loopback, on SQLite and PostgreSQL. A token that is refused is refused
+``verified_once``), over real HTTP on loopback, on SQLite and PostgreSQL. A token that is refused is refused
 to every read of the burst, each on its own."""
 
 from __future__ import annotations
