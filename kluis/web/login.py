@@ -6,7 +6,9 @@
 - The test login (development only; 404 in production): pick a fictitious demo resident.
 
 Either way the session id is replaced at login, and only the resident's opaque id is kept in the
-session: never the BSN.
+session: never the BSN. Every login is an entry in the resident's own audit trail
+(``vault:resident:logged_in``, with the method, committed before the session is bound): the
+resident sees it in their history, and a login they did not make stands out there.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from httpx import HTTPError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from kluis.api.deps import ServicesDep
+from audit import tags
+from audit.schemas import Actor
+from kluis.api.deps import ServicesDep, trace_of
 from kluis.api.ratelimit import per_address
 from kluis.settings import Settings
 from kluis.web.csrf import require_csrf
@@ -30,6 +35,7 @@ from kluis.web.sessions import SessionState
 from kluis.wiring import Services, utcnow
 from vault.errors import InvalidInputError, NotFoundError
 from vault.models import Tenant
+from vault.services import Context
 
 with warnings.catch_warnings():
     # authlib warns at import that it prefers the httpx2 fork when that is not installed; the
@@ -101,9 +107,10 @@ def portal_tenant(session: Session, services: Services) -> Tenant:
     return tenants[0]
 
 
-def _resident_for(services: Services, bsn: str) -> tuple[str, str]:
-    """(tenant id, resident id) of the resident with this BSN in the portal's municipality."""
-    with services.db.read_session() as session:
+def _logged_in(request: Request, services: Services, bsn: str, method: str) -> tuple[str, str]:
+    """(tenant id, resident id) of the resident with this BSN in the portal's municipality, once
+    their login is in their audit trail (``method``: ``oidc`` or ``test``)."""
+    with services.db.session() as session:
         tenant = portal_tenant(session, services)
         try:
             resident = services.vault.resident_by_bsn(session, tenant.id, bsn)
@@ -111,6 +118,17 @@ def _resident_for(services: Services, bsn: str) -> tuple[str, str]:
             raise LoginFailedError from None
         if resident.erased_at is not None:
             raise LoginFailedError
+        actor = Actor(type="resident", id=resident.audit_pseudonym)
+        ctx = Context(actor=actor, trace=trace_of(request), now=utcnow())
+        services.vault.audit(
+            session,
+            ctx,
+            resident.tenant_id,
+            tags.RESIDENT_LOGGED_IN,
+            resident=resident,
+            details={"method": method},
+        )
+        session.commit()
         return resident.tenant_id, resident.id
 
 
@@ -143,10 +161,12 @@ def dev_login_page(request: Request, portal: PortalDep, services: ServicesDep) -
 
 
 @router.post("/inloggen/test", dependencies=[LoginLimit, Csrf])
-def dev_login(services: ServicesDep, state: StateDep, bsn: Annotated[str, Form(max_length=9)]) -> Response:
+def dev_login(
+    request: Request, services: ServicesDep, state: StateDep, bsn: Annotated[str, Form(max_length=9)]
+) -> Response:
     if not services.settings.dev_login_enabled:
         raise PageNotFoundError
-    state.login(*_resident_for(services, bsn.strip()))
+    state.login(*_logged_in(request, services, bsn.strip(), "test"))
     return RedirectResponse(HOME, status_code=303)
 
 
@@ -179,7 +199,7 @@ async def oidc_callback(request: Request, services: ServicesDep, state: StateDep
     bsn = claims.get(services.settings.oidc_bsn_claim)
     if not isinstance(bsn, str):
         raise LoginFailedError
-    state.login(*_resident_for(services, bsn))
+    state.login(*await run_in_threadpool(_logged_in, request, services, bsn, "oidc"))
     return RedirectResponse(HOME, status_code=303)
 
 

@@ -25,7 +25,9 @@ import pytest
 import uvicorn
 import werkzeug.serving
 
-from audit.schemas import Actor, TraceContext
+from audit import services as audit_log
+from audit import tags
+from audit.schemas import Actor, AuditEvent, AuditQuery, TraceContext
 from kluis.app import create_app
 from kluis.settings import Settings
 from kluis.wiring import Services, build_services, initialise, utcnow
@@ -254,6 +256,15 @@ def login(server: LiveServer, clients: list[httpx.Client], bsn: str) -> httpx.Cl
     answer = client.post("/portaal/inloggen/test", data={"bsn": bsn, "csrf_token": csrf_of(page.text)})
     assert answer.status_code == 303 and answer.headers["location"] == "/portaal/gegevens"
     return client
+
+
+def logins_of(server: LiveServer, bsn: str) -> list[AuditEvent]:
+    """The login entries (``vault:resident:logged_in``) in the trail of the resident with ``bsn``."""
+    with server.services.db.read_session() as session:
+        resident = server.services.vault.resident_by_bsn(session, server.tenant.id, bsn)
+        query = AuditQuery(name=tags.RESIDENT_LOGGED_IN, data_subject_id=resident.audit_pseudonym)
+        page = audit_log.search(session, server.tenant.id, query, limit=500)
+    return [item.event for item in page.entries]
 
 
 # -- the browser (Debian chromium through Playwright; never a downloaded browser) --------------

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.portal.conftest import LiveServer, PkceEnforcingProvider
+from tests.portal.conftest import ADULT, LiveServer, PkceEnforcingProvider, logins_of
 
 # The mock provider (not Kluis) uses an authlib API that authlib deprecates; it warns in its thread.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
@@ -19,6 +19,7 @@ def test_login_through_the_openid_provider_with_pkce(
     issuer, provider = idp
     browser = server.client()
     clients.append(browser)
+    before = logins_of(server, ADULT)
     start = browser.get("/portaal/inloggen/oidc")
     assert start.status_code == 302
     authorize = start.headers["location"]
@@ -36,6 +37,7 @@ def test_login_through_the_openid_provider_with_pkce(
     done = browser.get(callback.removeprefix(server.base_url))
     assert done.status_code == 303 and done.headers["location"] == "/portaal/gegevens"
     assert provider.verified, "the token request did not pass the PKCE check"
+    assert [e.details for e in logins_of(server, ADULT) if e not in before] == [{"method": "oidc"}]
     assert "Bakkerij De Korrel" in browser.get("/portaal/gegevens/inkomen").text
 
 

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.portal.conftest import ADULT, CHILD, ERASER, OTHER, LiveServer, csrf_of, login
+from tests.portal.conftest import ADULT, CHILD, ERASER, OTHER, LiveServer, csrf_of, login, logins_of
 
 
 def test_overview_shows_categories_sources_and_dates(server: LiveServer, clients: list[httpx.Client]) -> None:
@@ -63,6 +63,31 @@ def test_session_cookie_is_httponly_samesite_and_holds_only_an_id(
     # Logging in replaces the session id (no session fixation).
     assert second.split(";")[0] != first.split(";")[0]
     assert ADULT not in second
+
+
+def test_a_login_is_in_the_residents_own_trail_before_the_session_is_bound(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    before = logins_of(server, OTHER)
+    client = login(server, clients, OTHER)
+    [new] = [e for e in logins_of(server, OTHER) if e not in before]
+    # The resident themself, by pseudonym only: the BSN is nowhere in the entry.
+    assert (new.actor.type, new.actor.id, new.data_subject_id) == (
+        "resident",
+        new.data_subject_id,
+        new.data_subject_id,
+    )
+    assert new.details == {"method": "test"} and new.decision is None and OTHER not in repr(new)
+    history = client.get("/portaal/inzage").text
+    assert "U logde in op dit portaal op" in history
+    # A refused login (unknown BSN) binds nothing and writes no resident's entry.
+    anonymous = server.client()
+    clients.append(anonymous)
+    page = anonymous.get("/portaal/inloggen/test")
+    refused = anonymous.post(
+        "/portaal/inloggen/test", data={"bsn": "123456782", "csrf_token": csrf_of(page.text)}
+    )
+    assert refused.status_code == 400 and anonymous.get("/portaal/gegevens").status_code == 303
 
 
 def test_pages_need_a_login(server: LiveServer, clients: list[httpx.Client]) -> None:
