@@ -24,6 +24,7 @@ and syncs it (~10 ms on a slow disk), and inside the commit every read of that b
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import sqlite3
@@ -68,7 +69,7 @@ def serve(channel: Connection, url: str, synchronous: str) -> None:
     connection = db.dedicated_connection(write=True)  # this process's one; its pool stays unused
     assert isinstance(connection, sqlite3.Connection)
     connection.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
-    index = wal_index(connection)
+    index = WalIndex.of(connection)
     try:
         while True:
             try:
@@ -82,39 +83,55 @@ def serve(channel: Connection, url: str, synchronous: str) -> None:
                 return  # the server is gone; the batch is committed all the same
             checkpoint_if_due(connection, index)
     finally:
+        index.close()
         connection.close()
         db.dispose()
 
 
-def wal_index(connection: sqlite3.Connection) -> Path:
-    """The wal-index (``-shm``) file of the connection's main database."""
-    [path] = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
-    return Path(f"{path}-shm")
+class WalIndex:
+    """The wal-index (``-shm``) file of a connection's main database, read through one descriptor
+    kept open for the writer process's life (the header is read after every batch)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def of(cls, connection: sqlite3.Connection) -> WalIndex:
+        [path] = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
+        return cls(Path(f"{path}-shm"))
+
+    def backlog(self) -> int | None:
+        """Pages in the write-ahead log not yet copied into the database, read from the wal-index
+        header (https://www.sqlite.org/walformat.html, 2.2: ``mxFrame`` at byte 16, ``nBackfill``
+        at byte 96, native byte order); ``None`` if it cannot be read (tried again next time).
+        Python's sqlite3 module does not offer the WAL hook that would tell it. Read without
+        SQLite's locks: a header torn by another connection's commit at that moment makes one
+        checkpoint come a batch early or late at worst."""
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            header = os.pread(self._fd, 136, 0)
+        except OSError:
+            self.close()
+            return None
+        if len(header) < 136:
+            return None
+        frames: int = struct.unpack_from("=I", header, 16)[0]
+        backfilled: int = struct.unpack_from("=I", header, 96)[0]
+        return max(frames - backfilled, 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
-def wal_backlog(index: Path) -> int | None:
-    """Pages in the write-ahead log not yet copied into the database, read from the wal-index
-    header (https://www.sqlite.org/walformat.html, 2.2: ``mxFrame`` at byte 16, ``nBackfill`` at
-    byte 96, native byte order); ``None`` if it cannot be read. Python's sqlite3 module does not
-    offer the WAL hook that would tell it. Read without SQLite's locks: a header torn by another
-    connection's commit at that moment makes one checkpoint come a batch early or late at worst."""
-    try:
-        with index.open("rb") as file:
-            header = file.read(136)
-    except OSError:
-        return None
-    if len(header) < 136:
-        return None
-    frames: int = struct.unpack_from("=I", header, 16)[0]
-    backfilled: int = struct.unpack_from("=I", header, 96)[0]
-    return max(frames - backfilled, 0)
-
-
-def checkpoint_if_due(connection: sqlite3.Connection, index: Path) -> bool:
+def checkpoint_if_due(connection: sqlite3.Connection, index: WalIndex) -> bool:
     """Copy the log into the database once it holds ``CHECKPOINT_PAGES`` (PASSIVE: it never waits
     for or blocks a reader; the next batch's transaction then starts the log from its beginning).
     A failure is left to the next batch, or to SQLite's own checkpoint."""
-    backlog = wal_backlog(index)
+    backlog = index.backlog()
     if backlog is None or backlog < CHECKPOINT_PAGES:
         return False
     try:

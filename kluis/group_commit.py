@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from audit import services as audit_log
 from audit.schemas import AuditEvent
@@ -47,6 +47,13 @@ from kluis.db import Database, close_now
 
 log = logging.getLogger("kluis.audit")
 Waiters = list[tuple[AuditEvent, "asyncio.Future[int]"]]
+
+
+class CommitterOptions(TypedDict, total=False):
+    """What every group committer takes besides its database (``AuditGroupCommitter``)."""
+
+    max_batch: int
+    on_commit: Callable[[Sequence[AuditEvent]], None] | None
 
 
 class AuditGroupCommitter(ABC):
@@ -154,7 +161,7 @@ def group_committer(
 class ProcessGroupCommitter(AuditGroupCommitter):
     """SQLite: each batch goes to the audit writer process (``kluis.audit_process``)."""
 
-    def __init__(self, db: Database, **options: Any) -> None:
+    def __init__(self, db: Database, **options: Unpack[CommitterOptions]) -> None:
         super().__init__(db, **options)
         # The writer process and the server's end of its channel, on this loop.
         self._process: BaseProcess | None = None
@@ -250,7 +257,7 @@ class ProcessGroupCommitter(AuditGroupCommitter):
 class AwaitedGroupCommitter(AuditGroupCommitter):
     """PostgreSQL: each batch is one statement awaited on the loop over a psycopg connection."""
 
-    def __init__(self, db: Database, **options: Any) -> None:
+    def __init__(self, db: Database, **options: Unpack[CommitterOptions]) -> None:
         super().__init__(db, **options)
         # The psycopg AsyncConnection of this loop, and the logs' states after this writer's last
         # batch.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,45 +299,51 @@ def test_a_known_head_makes_a_batch_one_statement_that_lands_only_on_that_head(l
 
 
 @pytest.fixture
-def scratch(log_db: Database, other_writer: sqlite3.Connection) -> tuple[sqlite3.Connection, Path]:
+def scratch(
+    log_db: Database, other_writer: sqlite3.Connection
+) -> Iterator[tuple[sqlite3.Connection, audit_process.WalIndex]]:
     """A writer of a scratch table whose log SQLite never checkpoints by itself, and the wal-index
     file, with the log empty to start from."""
     other_writer.execute("PRAGMA wal_autocheckpoint=0")
     other_writer.execute("CREATE TABLE scratch (x BLOB)")
     other_writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return other_writer, audit_process.wal_index(other_writer)
+    index = audit_process.WalIndex.of(other_writer)
+    yield other_writer, index
+    index.close()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_wal_backlog_reads_the_pages_sqlite_has_not_yet_copied(
-    scratch: tuple[sqlite3.Connection, Path],
+    scratch: tuple[sqlite3.Connection, audit_process.WalIndex],
 ) -> None:
     writer, index = scratch
-    assert audit_process.wal_backlog(index) == 0
+    assert index.backlog() == 0
     for _ in range(20):
         writer.execute("INSERT INTO scratch VALUES (randomblob(6000))")
-    backlog = audit_process.wal_backlog(index)
+    backlog = index.backlog()
     _, in_log, copied = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert backlog == in_log >= 40  # SQLite's own count; each row spills onto an overflow page
-    assert copied == in_log and audit_process.wal_backlog(index) == 0
-    assert audit_process.wal_backlog(index.with_name("no-such-file-shm")) is None
+    assert copied == in_log and index.backlog() == 0
+    assert audit_process.WalIndex(index.path.with_name("no-such-file-shm")).backlog() is None
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_checkpoint_if_due_copies_the_log_only_from_the_threshold_on(
-    scratch: tuple[sqlite3.Connection, Path],
+    scratch: tuple[sqlite3.Connection, audit_process.WalIndex],
 ) -> None:
     writer, index = scratch
     writer.execute("INSERT INTO scratch VALUES (randomblob(100000))")  # ~25 pages
-    small = audit_process.wal_backlog(index)
+    small = index.backlog()
     assert small is not None and 0 < small < audit_process.CHECKPOINT_PAGES
     assert not audit_process.checkpoint_if_due(writer, index)
-    assert audit_process.wal_backlog(index) == small  # left alone below the threshold
-    while (audit_process.wal_backlog(index) or 0) < audit_process.CHECKPOINT_PAGES:
+    assert index.backlog() == small  # left alone below the threshold
+    while (index.backlog() or 0) < audit_process.CHECKPOINT_PAGES:
         writer.execute("INSERT INTO scratch VALUES (randomblob(100000))")
     assert audit_process.checkpoint_if_due(writer, index)
-    assert audit_process.wal_backlog(index) == 0
-    assert not audit_process.checkpoint_if_due(writer, index.with_name("no-such-file-shm"))
+    assert index.backlog() == 0
+    assert not audit_process.checkpoint_if_due(
+        writer, audit_process.WalIndex(index.path.with_name("no-such-file-shm"))
+    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -350,12 +355,13 @@ def test_the_writer_process_checkpoints_the_log_after_its_replies(
         return [await committer.append(event(i)) for i in range(200)]
 
     assert asyncio.run(main()) == list(range(200))
-    index = audit_process.wal_index(other_writer)
-    log_file = index.with_name(index.name.removesuffix("-shm") + "-wal")
+    index = audit_process.WalIndex.of(other_writer)
+    log_file = index.path.with_name(index.path.name.removesuffix("-shm") + "-wal")
     # The log grew past the threshold at some point (its file never shrinks)...
     assert log_file.stat().st_size > audit_process.CHECKPOINT_PAGES * 4096
     # ...and was copied by the writer process, not by SQLite's safety net (ten times further).
-    backlog = audit_process.wal_backlog(index)
+    backlog = index.backlog()
+    index.close()
     assert backlog is not None and backlog < audit_process.CHECKPOINT_PAGES
     assert stored_seqs(log_db) == list(range(200))
     assert_head_is_the_rfc_root(log_db)
