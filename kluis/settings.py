@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # and callback, and the test login): each start writes a session, each callback asks the
     # provider; the provider (DigiD) has limits of its own.
     login_rate_limit_per_minute: int = Field(default=60, ge=1)
+    # New sessions of visitors without one (a page with a form stores a session for its CSRF token)
+    # per client address and minute, portal and console together: over it the page is still shown,
+    # but nothing is stored, so a flood of anonymous page views cannot fill the session table.
+    new_session_rate_limit_per_minute: int = Field(default=120, ge=1)
     # Shared store for rate-limit counters of several nodes (e.g. redis://127.0.0.1:6379/0).
     redis_url: str | None = None
     # How often each node signs audit checkpoints for logs that grew (0: only on demand). Every

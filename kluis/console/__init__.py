@@ -22,6 +22,7 @@ from kluis.console.services import ConsoleService
 from kluis.web import CachedStaticFiles
 from kluis.web.errors import LoginsLimitedError
 from kluis.web.i18n import TIMEZONE
+from kluis.web.login import new_sessions_admitted
 from kluis.web.middleware import PortalSessionMiddleware
 from kluis.web.render import Templates
 from kluis.wiring import Services, utcnow
@@ -53,6 +54,7 @@ def install(app: FastAPI, services: Services) -> None:
         secure=settings.public_base_url.startswith("https://") or settings.is_production,
         clock=utcnow,
         prefix=PREFIX,
+        admit_new=new_sessions_admitted(services),
     )
 
     async def on_console_error(request: Request, exc: Exception) -> Response:

@@ -49,6 +49,7 @@ def install(app: FastAPI, services: Services) -> None:
         store=store,
         secure=settings.public_base_url.startswith("https://") or settings.is_production,
         clock=utcnow,
+        admit_new=login.new_sessions_admitted(services),
     )
 
     async def on_portal_error(request: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -22,6 +23,8 @@ from fastapi.responses import RedirectResponse, Response
 from httpx import HTTPError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from audit import tags
 from audit.schemas import Actor
@@ -66,6 +69,19 @@ def login_attempt_wait(request: Request, services: Services) -> int | None:
         utcnow().timestamp(),
     )
     return None if wait is None else math.ceil(wait)
+
+
+def new_sessions_admitted(services: Services) -> Callable[[Scope], bool]:
+    """``PortalSessionMiddleware``'s ``admit_new`` for portal and console together: a new session
+    of a visitor without one counts against ``KLUIS_NEW_SESSION_RATE_LIMIT_PER_MINUTE`` of their
+    address."""
+    limit = services.settings.new_session_rate_limit_per_minute
+
+    def admit(scope: Scope) -> bool:
+        visitor = HTTPConnection(scope)
+        return per_address(services.rate_limiter, visitor, "session", limit, utcnow().timestamp()) is None
+
+    return admit
 
 
 async def limit_logins(request: Request, services: ServicesDep) -> None:

@@ -2,7 +2,9 @@
 
 API paths never pay for it: department clients have no portal session. The session's data is
 exposed as ``request.session`` (what authlib's OAuth client expects) and the whole state as
-``request.scope["kluis.portal"]``.
+``request.scope["kluis.portal"]``. A visitor without a session gets one stored only if ``admit_new``
+allows it (a limit per address, ``kluis.web.install``): anonymous page views must not be able to
+fill the session table.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ class PortalSessionMiddleware:
         secure: bool,
         clock: Callable[[], datetime],
         prefix: str = PREFIX,
+        admit_new: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
+        self.admit_new = admit_new
         self.prefix, self.static = prefix, prefix + "/static/"
         self.store = store
         self.secure = secure
@@ -50,7 +54,7 @@ class PortalSessionMiddleware:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                value = await anyio.to_thread.run_sync(self.store.save, state, self.clock())
+                value = await anyio.to_thread.run_sync(self._save, state, scope)
                 if value is not None:
                     headers = list(message.get("headers", []))
                     headers.append((b"set-cookie", self._set_cookie(value).encode("latin-1")))
@@ -58,6 +62,14 @@ class PortalSessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+    def _save(self, state: SessionState, scope: Scope) -> str | None:
+        """``SessionStore.save``, unless it would store a new session ``admit_new`` refuses (then
+        nothing is stored and no cookie is set: a form on that page fails its CSRF check)."""
+        new = state.raw_id is None and not state.destroy and state.changed()
+        if new and self.admit_new is not None and not self.admit_new(scope):
+            return None
+        return self.store.save(state, self.clock())
 
     def _cookie(self, scope: Scope) -> str | None:
         for key, value in scope.get("headers", []):

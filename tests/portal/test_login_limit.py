@@ -1,5 +1,6 @@
 """Logins have a rate limit per client address, shared by the portal and the console: the attempt
-over the limit gets a 429 page with ``Retry-After`` in the visitor's language, whatever it sent."""
+over the limit gets a 429 page with ``Retry-After`` in the visitor's language, whatever it sent.
+New anonymous sessions have one too: over it the page is shown, but nothing is stored."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import threading
 from pathlib import Path
 
 import httpx
+from sqlmodel import func, select
 
 from kluis.app import create_app
 from kluis.settings import Settings
+from kluis.web.models import PortalSession
 from kluis.wiring import build_services, initialise
 
 
@@ -46,3 +49,39 @@ def test_logins_over_the_limit_of_an_address_get_429(tmp_path: Path) -> None:
     assert "Te veel inlogpogingen" in third.text and "Te veel inlogpogingen" in console.text
     assert "Too many login attempts" in english.text
     assert page.status_code == 200
+
+
+def test_new_anonymous_sessions_over_the_limit_of_an_address_are_not_stored(tmp_path: Path) -> None:
+    settings = Settings(
+        env="development",
+        data_dir=tmp_path,
+        checkpoint_interval_seconds=0,
+        new_session_rate_limit_per_minute=3,
+    )
+    services = build_services(settings)
+    initialise(services)
+    app = create_app(settings, services)
+    answers: list[httpx.Response] = []
+    returning: list[httpx.Response] = []
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as kept:
+            # A visitor who keeps their cookie: one new session, then it is theirs.
+            for _ in range(2):
+                returning.append(await kept.get("/portaal/inloggen/test"))
+        for path in ("/portaal/inloggen/test", "/fg/inloggen/test", "/portaal/inloggen/test"):
+            # Fresh visitors (no cookie) from the same address: the console shares the budget.
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as fresh:
+                answers.append(await fresh.get(path))
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    thread.start()
+    thread.join(60)
+    with services.db.read_session() as session:
+        stored = session.exec(select(func.count()).select_from(PortalSession)).one()
+    services.close()
+    assert [a.status_code for a in returning + answers] == [200] * 5  # every page is shown
+    assert "set-cookie" in returning[0].headers and "set-cookie" not in returning[1].headers
+    assert ["set-cookie" in a.headers for a in answers] == [True, True, False]
+    assert stored == 3  # the returning visitor's, and two of the three fresh ones
