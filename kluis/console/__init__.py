@@ -10,6 +10,7 @@ job. ``router`` holds every route. Call ``install`` after ``kluis.web.install``.
 from __future__ import annotations
 
 import base64
+import logging
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request
@@ -20,7 +21,7 @@ from kluis.console.deps import Console
 from kluis.console.errors import ConsoleError, OfficerLoginRequiredError
 from kluis.console.services import ConsoleService
 from kluis.web import CachedStaticFiles
-from kluis.web.errors import LoginsLimitedError
+from kluis.web.errors import LoginRefusedError, LoginsLimitedError
 from kluis.web.i18n import TIMEZONE
 from kluis.web.login import new_sessions_admitted
 from kluis.web.middleware import PortalSessionMiddleware
@@ -40,6 +41,9 @@ def templates() -> Templates:
         env.filters["moment"] = lambda value: value.astimezone(TIMEZONE).strftime("%Y-%m-%d %H:%M:%S")
         env.filters["b64"] = lambda value: base64.b64encode(value).decode("ascii")
     return found
+
+
+log = logging.getLogger("kluis.console")
 
 
 def install(app: FastAPI, services: Services) -> None:
@@ -65,6 +69,8 @@ def install(app: FastAPI, services: Services) -> None:
         page = console.templates.render(request, "console/error.html", message=exc.message, status=exc.status)
         if isinstance(exc, LoginsLimitedError):
             page.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, LoginRefusedError):
+            log.info("console login refused: %s", exc.reason)
         return page
 
     app.add_exception_handler(ConsoleError, on_console_error)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from kluis.console.anomalies import N_
-from kluis.web.errors import LoginsLimitedError
+from kluis.web.errors import LoginRefusedError, LoginsLimitedError
 
 
 class ConsoleError(Exception):
@@ -41,7 +41,7 @@ class InvalidSearchError(ConsoleError):
         self.field = field
 
 
-class OfficerLoginFailedError(ConsoleError):
+class OfficerLoginFailedError(LoginRefusedError, ConsoleError):
     status = 400
     message = N_("Logging in as privacy officer did not work.")
 

@@ -76,15 +76,15 @@ def officer_tenant(services: Services, claims: dict[str, Any]) -> Tenant:
         if claim:
             slug = claims.get(claim)
             if not isinstance(slug, str):
-                raise OfficerLoginFailedError
+                raise OfficerLoginFailedError("no_municipality_claim")
             try:
                 return services.vault.tenant(session, slug)
             except VaultNotFoundError:
-                raise OfficerLoginFailedError from None
+                raise OfficerLoginFailedError("unknown_municipality") from None
         try:
             return portal_tenant(session, services)
         except LoginFailedError:
-            raise OfficerLoginFailedError from None
+            raise OfficerLoginFailedError("no_municipality") from None
 
 
 def _log_in(
@@ -137,12 +137,12 @@ def dev_login(
     if not services.settings.dev_login_enabled:
         raise NotFoundError
     if not NAME.match(name.strip()):
-        raise OfficerLoginFailedError
+        raise OfficerLoginFailedError("invalid_name")
     with services.db.read_session() as session:
         try:
             found = services.vault.tenant(session, tenant)
         except VaultNotFoundError:
-            raise OfficerLoginFailedError from None
+            raise OfficerLoginFailedError("unknown_municipality") from None
     return _log_in(request, services, state, found, "dev:" + name.strip(), "test")
 
 
@@ -156,7 +156,7 @@ async def oidc_start(request: Request, services: ServicesDep) -> Response:
             request, services.settings.public_base_url + CALLBACK
         )
     except (OAuthError, HTTPError):
-        raise OfficerLoginFailedError from None
+        raise OfficerLoginFailedError("provider_error") from None
     return response
 
 
@@ -172,10 +172,12 @@ async def oidc_callback(request: Request, services: ServicesDep, state: StateDep
         if role_claim not in claims:
             claims.update(await client.userinfo(token=token))
     except (OAuthError, HTTPError, ValueError):
-        raise OfficerLoginFailedError from None
+        raise OfficerLoginFailedError("provider_error") from None
     subject = claims.get("sub")
-    if not has_role(claims, role_claim) or not isinstance(subject, str) or not 0 < len(subject) <= 120:
-        raise OfficerLoginFailedError
+    if not isinstance(subject, str) or not 0 < len(subject) <= 120:
+        raise OfficerLoginFailedError("invalid_subject")
+    if not has_role(claims, role_claim):
+        raise OfficerLoginFailedError("role_missing")
     tenant = officer_tenant(services, claims)
     return await run_in_threadpool(_log_in, request, services, state, tenant, "oidc:" + subject, "oidc")
 

@@ -7,6 +7,7 @@ HTML error pages, the OpenID Provider client); ``router`` holds every page.
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request
@@ -16,7 +17,7 @@ from starlette.types import Scope
 
 from kluis.web import consent_pages, data_pages, history_pages, login, representative_pages
 from kluis.web.deps import Portal
-from kluis.web.errors import LoginRequiredError, LoginsLimitedError, PortalError
+from kluis.web.errors import LoginRefusedError, LoginRequiredError, LoginsLimitedError, PortalError
 from kluis.web.mandates import MandateService
 from kluis.web.middleware import PortalSessionMiddleware
 from kluis.web.render import Templates
@@ -35,6 +36,9 @@ class CachedStaticFiles(StaticFiles):
         response = await super().get_response(path, scope)
         response.headers.setdefault("cache-control", "public, max-age=3600")
         return response
+
+
+log = logging.getLogger("kluis.web")
 
 
 def install(app: FastAPI, services: Services) -> None:
@@ -60,6 +64,8 @@ def install(app: FastAPI, services: Services) -> None:
         page = portal.templates.render(request, "error.html", message=exc.message, status=exc.status)
         if isinstance(exc, LoginsLimitedError):
             page.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, LoginRefusedError):
+            log.info("portal login refused: %s", exc.reason)
         return page
 
     app.add_exception_handler(PortalError, on_portal_error)

@@ -5,7 +5,7 @@ PortalError
 ├── CsrfError              a form without the session's CSRF token (403)
 ├── PageNotFoundError      unknown, or not yours: the same answer either way (404)
 ├── NotAllowedError        a representative acting outside their mandate's scope (403)
-├── LoginFailedError       the identity provider or the test login refused (400)
+├── LoginFailedError       the identity provider or the test login refused (400, logged with a reason code)
 └── TooManyLoginsError     too many login attempts from this address (429, Retry-After)
 """
 
@@ -40,7 +40,17 @@ class NotAllowedError(PortalError):
     message = N_("You may not do this on behalf of this person.")
 
 
-class LoginFailedError(PortalError):
+class LoginRefusedError(Exception):
+    """A refused login, of the portal or the console (each mixes it into its own hierarchy). The
+    page says only that it did not work; ``reason``, a code, goes to the log line (failed logins
+    are security events, ASVS 16.3.1), never a value from the request or the provider."""
+
+    def __init__(self, reason: str = "refused") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LoginFailedError(LoginRefusedError, PortalError):
     status = 400
     message = N_("Logging in did not work. Please try again.")
 

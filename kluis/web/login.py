@@ -116,10 +116,10 @@ def portal_tenant(session: Session, services: Services) -> Tenant:
         try:
             return services.vault.tenant(session, slug)
         except NotFoundError:
-            raise LoginFailedError from None
+            raise LoginFailedError("unknown_municipality") from None
     tenants = services.vault.tenants(session)
     if len(tenants) != 1:
-        raise LoginFailedError
+        raise LoginFailedError("no_single_municipality")
     return tenants[0]
 
 
@@ -131,9 +131,9 @@ def _logged_in(request: Request, services: Services, bsn: str, method: str) -> t
         try:
             resident = services.vault.resident_by_bsn(session, tenant.id, bsn)
         except (InvalidInputError, NotFoundError):
-            raise LoginFailedError from None
+            raise LoginFailedError("unknown_resident") from None
         if resident.erased_at is not None:
-            raise LoginFailedError
+            raise LoginFailedError("erased_resident")
         actor = Actor(type="resident", id=resident.audit_pseudonym)
         ctx = Context(actor=actor, trace=trace_of(request), now=utcnow())
         services.vault.audit(
@@ -195,7 +195,7 @@ async def oidc_start(request: Request, services: ServicesDep) -> Response:
     try:
         response: Response = await client.authorize_redirect(request, redirect_uri)
     except (OAuthError, HTTPError):
-        raise LoginFailedError from None
+        raise LoginFailedError("provider_error") from None
     return response
 
 
@@ -211,10 +211,10 @@ async def oidc_callback(request: Request, services: ServicesDep, state: StateDep
         if claim not in claims:
             claims.update(await client.userinfo(token=token))
     except (OAuthError, HTTPError, ValueError):
-        raise LoginFailedError from None
+        raise LoginFailedError("provider_error") from None
     bsn = claims.get(services.settings.oidc_bsn_claim)
     if not isinstance(bsn, str):
-        raise LoginFailedError
+        raise LoginFailedError("no_bsn_claim")
     state.login(*await run_in_threadpool(_logged_in, request, services, bsn, "oidc"))
     return RedirectResponse(HOME, status_code=303)
 

@@ -22,7 +22,7 @@ from tests.console.conftest import (
     csrf,
     officer_login,
 )
-from tests.portal.conftest import csrf_of
+from tests.portal.conftest import csrf_of, logged
 
 PAGES = ["/fg/overzicht", "/fg/zoeken", "/fg/bevindingen", "/fg/controle", "/fg/rapportage", "/fg/regels"]
 
@@ -139,9 +139,12 @@ def test_oidc_login_with_the_privacy_officer_role(
 def test_oidc_login_without_the_role_or_a_known_municipality_is_refused(
     console_server: ConsoleServer, clients: list[httpx.Client], sub: str
 ) -> None:
-    browser, done = _oidc_login(console_server, clients, sub)
+    with logged("kluis.console") as messages:
+        browser, done = _oidc_login(console_server, clients, sub)
     assert done.status_code == 400
     assert browser.get("/fg/overzicht").headers["location"] == "/fg/inloggen"
+    reason = "role_missing" if sub == "clerk-bob" else "unknown_municipality"
+    assert messages == [f"console login refused: {reason}"]  # a code, not the account
     for town in (console_server.a, console_server.b):  # a refused login is no officer's login
         assert all(e.actor.id != "oidc:" + sub for e in console_server.entries(town, tags.OFFICER_LOGGED_IN))
 

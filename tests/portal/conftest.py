@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import re
 import socket
 import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,26 @@ def login(server: LiveServer, clients: list[httpx.Client], bsn: str) -> httpx.Cl
     answer = client.post("/portaal/inloggen/test", data={"bsn": bsn, "csrf_token": csrf_of(page.text)})
     assert answer.status_code == 303 and answer.headers["location"] == "/portaal/gegevens"
     return client
+
+
+@contextmanager
+def logged(name: str) -> Iterator[list[str]]:
+    """The messages logged to logger ``name`` (and its children) meanwhile, from INFO up."""
+    messages: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler, logger = Capture(logging.INFO), logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def logins_of(server: LiveServer, bsn: str) -> list[AuditEvent]:

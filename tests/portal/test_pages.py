@@ -6,7 +6,17 @@ import json
 
 import httpx
 
-from tests.portal.conftest import ADULT, CHILD, ERASER, OTHER, LiveServer, csrf_of, login, logins_of
+from tests.portal.conftest import (
+    ADULT,
+    CHILD,
+    ERASER,
+    OTHER,
+    LiveServer,
+    csrf_of,
+    logged,
+    login,
+    logins_of,
+)
 
 
 def test_overview_shows_categories_sources_and_dates(server: LiveServer, clients: list[httpx.Client]) -> None:
@@ -80,14 +90,16 @@ def test_a_login_is_in_the_residents_own_trail_before_the_session_is_bound(
     assert new.details == {"method": "test"} and new.decision is None and OTHER not in repr(new)
     history = client.get("/portaal/inzage").text
     assert "U logde in op dit portaal op" in history
-    # A refused login (unknown BSN) binds nothing and writes no resident's entry.
+    # A refused login (unknown BSN) binds nothing and is a log line with a reason code only.
     anonymous = server.client()
     clients.append(anonymous)
     page = anonymous.get("/portaal/inloggen/test")
-    refused = anonymous.post(
-        "/portaal/inloggen/test", data={"bsn": "123456782", "csrf_token": csrf_of(page.text)}
-    )
+    with logged("kluis.web") as messages:
+        refused = anonymous.post(
+            "/portaal/inloggen/test", data={"bsn": "123456782", "csrf_token": csrf_of(page.text)}
+        )
     assert refused.status_code == 400 and anonymous.get("/portaal/gegevens").status_code == 303
+    assert messages == ["portal login refused: unknown_resident"]
 
 
 def test_pages_need_a_login(server: LiveServer, clients: list[httpx.Client]) -> None:
