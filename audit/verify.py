@@ -20,6 +20,16 @@ the tree, and no checkpoint may vouch for more entries than exist (*truncated*).
 What it cannot see alone: a database administrator who rewrites entries, nodes, state and the stored
 checkpoints consistently (or deletes the newest of them). Checkpoints kept outside the database,
 by residents and by an outside party, catch that: pass them as ``witnessed``.
+
+**Incremental** (``since``: a tree size an earlier verification reached without damage): the walk
+starts at the largest stored checkpoint at or below it instead of at entry 0. That checkpoint's
+signature is checked, and the right edge of its tree is read from the stored subtrees and must hash
+to its signed root; the walk then checks every entry after it, the subtrees they complete (those
+reaching back before it come from that edge), every later checkpoint and the state, exactly as a
+full walk does. So it proves that the log still extends the signed tree and that everything after
+it is intact, reading only what was added. It does not re-read the entries before the checkpoint:
+a change to those is found by the next full walk (and by any resident's inclusion proof), which is
+why the scheduled job still walks every log completely at a longer interval.
 """
 
 from __future__ import annotations
@@ -83,6 +93,7 @@ class VerifyResult:
     checkpoints: int  # checkpoints whose signature and root were checked
     latest_checkpoint: int | None  # the largest tree size a good checkpoint vouches for
     damage: Damage | None
+    since: int = 0  # the walk started at this tree size (a signed checkpoint); 0: a full walk
 
     @property
     def ok(self) -> bool:
@@ -98,6 +109,7 @@ class VerifyResult:
             "checkpoints": self.checkpoints,
             "latest_checkpoint": self.latest_checkpoint,
             "damage": self.damage.to_json() if self.damage else None,
+            "since": self.since,
         }
 
 
@@ -141,6 +153,7 @@ class Walker:
         self.origin = origin
         self.verifier = verifier
         self.edge = merkle.CompactRange()
+        self.since = 0
         self.checkpoints = 0
         self.latest_checkpoint: int | None = None
         self.findings = Findings()
@@ -186,9 +199,24 @@ class Walker:
                 return damage
         return None
 
-    def checkpoint(self, stored: StoredCheckpoint) -> Damage | None:
-        """Check one checkpoint; its root only if the walk stands at its tree size, else the entries
-        it vouches for are gone."""
+    def start_at(self, stored: StoredCheckpoint, edge: merkle.CompactRange | None) -> Damage | None:
+        """Start the walk at a stored checkpoint (incremental verification), from ``edge``: the
+        right edge of its tree as read from the stored subtrees (``None``: some were missing)."""
+        size = stored.tree_size
+        damage = self._signed(stored)
+        if damage is not None:
+            return damage
+        if edge is None or edge.size != size:
+            return Damage("missing", "node", None, f"stored subtrees of checkpoint {size} are missing", size)
+        if edge.root() != stored.root_hash:
+            detail = f"the stored subtrees of checkpoint {size} do not hash to its signed root"
+            return Damage("altered", "node", None, detail, size)
+        self.edge, self.since = edge, size
+        self.checkpoints, self.latest_checkpoint = 1, size
+        return None
+
+    def _signed(self, stored: StoredCheckpoint) -> Damage | None:
+        """Whether a pinned key signed the checkpoint for this log, as its columns say."""
         size = stored.tree_size
         try:
             verified = self.verifier.verify(stored.jws)
@@ -204,10 +232,19 @@ class Walker:
             return Damage("altered", "checkpoint", None, "its columns differ from its signed payload", size)
         if payload.origin != self.origin:
             return Damage("altered", "checkpoint", None, "it was signed for another log", size)
+        return None
+
+    def checkpoint(self, stored: StoredCheckpoint) -> Damage | None:
+        """Check one checkpoint; its root only if the walk stands at its tree size, else the entries
+        it vouches for are gone."""
+        size = stored.tree_size
+        damage = self._signed(stored)
+        if damage is not None:
+            return damage
         if size != self.edge.size:
             count = self.edge.size
             return Damage("truncated", "entry", count, f"checkpoint {size} vouches for entries that are gone")
-        if payload.root_hash != self.edge.root():
+        if stored.root_hash != self.edge.root():
             since = self.latest_checkpoint or 0
             detail = f"entries {since}..{size - 1} were changed after checkpoint {size} was signed"
             return Damage("altered", "log", since, detail, size)
@@ -231,6 +268,7 @@ class Walker:
             checkpoints=self.checkpoints,
             latest_checkpoint=self.latest_checkpoint,
             damage=self.findings.first(),
+            since=self.since,
         )
 
 
@@ -281,8 +319,11 @@ def verify_log(
     *,
     witnessed: Sequence[str] = (),
     chunk: int = 4096,
+    since: int = 0,
 ) -> VerifyResult:
-    """Verify the tenant's whole log (see the module docstring). Raises ``UnknownLogError``.
+    """Verify the tenant's log (see the module docstring): the whole log, or with ``since`` > 0
+    incrementally from the largest stored checkpoint at or below that tree size (the whole log if
+    there is none). Raises ``UnknownLogError``.
 
     ``witnessed`` are checkpoint JWSs kept outside the database. On PostgreSQL, run this in a
     REPEATABLE READ transaction while writers append: at READ COMMITTED, entries committed during
@@ -298,9 +339,14 @@ def verify_log(
         raise UnknownLogError
     walker = Walker(tenant_id, state.origin, verifier, witnessed)
     found = walker.findings
-    empty = checkpoint_rows(conn, tenant_id, -1, 0)  # checkpoints of the empty tree
-    found.add(-1, walker.reached(empty[0] if empty else None))
-    at_state = (walker.edge.root(), walker.edge.to_bytes()) if state.size == 0 else None
+    base = checkpoint_rows(conn, tenant_id, 0, since)[-1:] if since > 0 else []
+    if base:
+        found.add(-1, walker.start_at(base[0], _edge_at(conn, tenant_id, base[0].tree_size)))
+    else:
+        empty = checkpoint_rows(conn, tenant_id, -1, 0)  # checkpoints of the empty tree
+        found.add(-1, walker.reached(empty[0] if empty else None))
+    start = walker.edge.size
+    at_state = (walker.edge.root(), walker.edge.to_bytes()) if state.size == start else None
     last = conn.execute(select(func.max(ENTRY.c.seq)).where(ENTRY.c.tenant_id == tenant_id)).scalar()
     seen = -1 if last is None else int(last)  # the last row, dense or not
     while not found and walker.edge.size <= seen:
@@ -317,11 +363,55 @@ def verify_log(
         found.add(size, Damage("truncated", "entry", size, f"the log state counts {state.size} entries"))
     if not found:
         found.add(size, walker.beyond(checkpoint_rows(conn, tenant_id, size, None)[:1]))
-    if not found:
-        nodes = conn.execute(select(func.count()).where(NODE.c.tenant_id == tenant_id)).scalar_one()
-        if nodes != size - size.bit_count():
-            found.add(size, Damage("altered", "node", None, "stored subtrees lie outside the tree"))
+    if not found and _nodes_outside(conn, tenant_id, size, whole=not base):
+        found.add(size, Damage("altered", "node", None, "stored subtrees lie outside the tree"))
     return walker.result()
+
+
+def _edge_at(conn: Connection, tenant_id: str, size: int) -> merkle.CompactRange | None:
+    """The right edge of the first ``size`` entries as stored: the perfect subtrees of their binary
+    decomposition, largest first (leaf hashes for a subtree of one). ``None`` if one is missing."""
+    hashes: list[bytes] = []
+    first = 0
+    for level in reversed(range(size.bit_length())):
+        if not size >> level & 1:
+            continue
+        if level == 0:
+            value = conn.execute(
+                select(ENTRY.c.leaf_hash).where(ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq == first)
+            ).scalar()
+        else:
+            value = conn.execute(
+                select(NODE.c.hash).where(
+                    NODE.c.tenant_id == tenant_id, NODE.c.level == level, NODE.c.idx == first >> level
+                )
+            ).scalar()
+        if value is None:
+            return None
+        hashes.append(bytes(value))
+        first += 1 << level
+    return merkle.CompactRange(size, hashes)
+
+
+def _nodes_outside(conn: Connection, tenant_id: str, size: int, *, whole: bool) -> bool:
+    """Whether stored subtrees lie outside a tree of ``size`` entries. A full walk counts them all
+    (a tree of ``size`` leaves has ``size - popcount(size)`` subtrees above its leaves, each of
+    which it has compared); an incremental one looks, level by level, for any beyond its end
+    (index look-ups: it must not read the whole table)."""
+    if whole:
+        nodes = conn.execute(select(func.count()).where(NODE.c.tenant_id == tenant_id)).scalar_one()
+        return bool(nodes != size - size.bit_count())
+    levels = size.bit_length()
+    beyond = select(NODE.c.level).where(NODE.c.tenant_id == tenant_id, NODE.c.level > levels).limit(1)
+    if conn.execute(beyond).first() is not None:
+        return True
+    for level in range(1, levels + 1):
+        past_end = select(NODE.c.idx).where(
+            NODE.c.tenant_id == tenant_id, NODE.c.level == level, NODE.c.idx >= size >> level
+        )
+        if conn.execute(past_end.limit(1)).first() is not None:
+            return True
+    return False
 
 
 def _walk_chunk(conn: Connection, walker: Walker, state_size: int, chunk: int) -> tuple[bytes, bytes] | None:
