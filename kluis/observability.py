@@ -14,7 +14,7 @@ What feeds what (see docs/operations.md):
 * ``kluis_audit_verification_*{check="checkpoint"}``: every checkpoint signing in this process
   (``kluis.wiring.sign_checkpoint_audited``: the periodic signer and on-demand signing).
 * At scrape time, from the database (``StoreQueries``, three small queries): committed log sizes,
-  the latest full verification of each log (any node) and the grants per state.
+  the latest full and incremental verification of each log (any node) and the grants per state.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class StoreFigures:
     """What the database says at scrape time."""
 
     log_sizes: dict[str, int] = field(default_factory=dict)  # tenant -> committed entries
-    verifications: dict[str, tuple[bool, float]] = field(default_factory=dict)  # tenant -> (ok, when)
+    # (tenant, "full" or "incremental") -> (ok, when) of the latest such verification run
+    verifications: dict[tuple[str, str], tuple[bool, float]] = field(default_factory=dict)
     grants: dict[tuple[str, str], int] = field(default_factory=dict)  # (tenant, state) -> count
 
 
@@ -91,29 +92,39 @@ class StoreQueries:
         )
         graded = select(col(Grant.tenant_id).label("tenant_id"), state.label("state")).subquery()
         verified = col(ConsoleVerification.started_at)
+        kind = case((col(ConsoleVerification.since_size) == 0, "full"), else_="incremental")
         latest = (
-            select(col(ConsoleVerification.tenant_id).label("tenant_id"), func.max(verified).label("at"))
-            .group_by(col(ConsoleVerification.tenant_id))
+            select(
+                col(ConsoleVerification.tenant_id).label("tenant_id"),
+                kind.label("kind"),
+                func.max(verified).label("at"),
+            )
+            .group_by(col(ConsoleVerification.tenant_id), kind)
             .subquery()
         )
         figures = StoreFigures()
         with self.db.read_session() as session:
             for tenant_id, size in session.execute(select(STATE.c.tenant_id, STATE.c.size)):
                 figures.log_sizes[tenant_id] = int(size)
-            for tenant_id, ok, finished in session.execute(
+            for tenant_id, run_kind, ok, finished in session.execute(
                 select(
                     col(ConsoleVerification.tenant_id),
+                    kind,
                     col(ConsoleVerification.ok),
                     col(ConsoleVerification.finished_at),
                 ).join(
                     latest,
-                    and_(col(ConsoleVerification.tenant_id) == latest.c.tenant_id, verified == latest.c.at),
+                    and_(
+                        col(ConsoleVerification.tenant_id) == latest.c.tenant_id,
+                        verified == latest.c.at,
+                        kind == latest.c.kind,
+                    ),
                 )
             ):
-                # Two runs that started at the same moment: a failure wins.
-                earlier = figures.verifications.get(tenant_id)
+                # Two runs of a kind that started at the same moment: a failure wins.
+                earlier = figures.verifications.get((tenant_id, run_kind))
                 passed = bool(ok) and (earlier is None or earlier[0])
-                figures.verifications[tenant_id] = (passed, _epoch(finished))
+                figures.verifications[(tenant_id, run_kind)] = (passed, _epoch(finished))
             for tenant_id, grant_state, count in session.execute(
                 select(graded.c.tenant_id, graded.c.state, func.count()).group_by(
                     graded.c.tenant_id, graded.c.state
@@ -204,7 +215,8 @@ class _StateCollector(Collector):
             "kluis_audit_verification_ok",
             "1 if the latest integrity check of the tenant's audit log passed, 0 if it found damage "
             '(check="checkpoint": the last checkpoint signing in this process; check="full": the '
-            "latest full verification stored by any node)",
+            'latest walk of the whole log stored by any node; check="incremental": the latest walk '
+            "from a signed checkpoint on, stored by any node)",
             labels=["tenant", "check"],
         )
         when = GaugeMetricFamily(
@@ -215,7 +227,7 @@ class _StateCollector(Collector):
         checks = self.metrics.checks()
         figures = self.metrics.store_figures()
         if figures is not None:
-            checks.update({(tenant, "full"): result for tenant, result in figures.verifications.items()})
+            checks.update(figures.verifications)
         for (tenant, check), (passed, at) in sorted(checks.items()):
             ok.add_metric([tenant, check], 1.0 if passed else 0.0)
             when.add_metric([tenant, check], at)

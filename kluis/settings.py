@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # Verify every audit log and checkpoint this often (minutes); unset: 60 in production, off in
     # development; 0: off.
     audit_verify_interval_minutes: int | None = Field(default=None, ge=0, le=7 * 24 * 60)
+    # Of those scheduled runs, walk each log completely at least this often (hours); in between a
+    # run checks only what was added since the last good run, from a signed checkpoint on
+    # (``audit.verify``: incremental). 0: every scheduled run walks the whole log.
+    audit_full_verify_interval_hours: int = Field(default=7 * 24, ge=0, le=90 * 24)
     # Source connectors (docs/connectors.md): a JSON file (default ``<data dir>/connectors.json``);
     # the secrets it refers to come from ``KLUIS_CONNECTOR_SECRET_*`` environment variables.
     connectors_file: Path | None = None

@@ -5,7 +5,11 @@ the log) and then stores its result in a short write unit of work.
 
 The scheduled job runs in every node (a background task started with the app, every
 ``KLUIS_AUDIT_VERIFY_INTERVAL_MINUTES``); a node skips a tenant whose latest verification, by
-whichever node, is recent, so the nodes together verify about once per interval.
+whichever node, is recent, so the nodes together verify about once per interval. A scheduled run
+walks the whole log when the latest full walk is older than ``KLUIS_AUDIT_FULL_VERIFY_INTERVAL_HOURS``
+(or there is none, or the latest run found damage); otherwise it checks only what was added since
+the latest run, from the signed checkpoint at or below its size (``audit.verify``, incremental):
+the hourly cost follows the growth of the log, not its size.
 """
 
 from __future__ import annotations
@@ -48,11 +52,13 @@ def verify(
     *,
     trigger: str,
     clock: Callable[[], datetime],
+    since: int = 0,
 ) -> VerificationView:
-    """Verify the tenant's whole log and every checkpoint, keep and audit the result."""
+    """Verify the tenant's log and its checkpoints (all of it, or from a signed checkpoint at or
+    below ``since``), keep and audit the result."""
     started = ctx.now
     with services.db.read_session() as session:
-        result = console.verify(session, tenant_id)
+        result = console.verify(session, tenant_id, since=since)
     with services.db.session() as session:
         return console.store_verification(
             session,
@@ -80,13 +86,31 @@ def scheduled_run(
     """One round of the scheduled job over every tenant."""
     with services.db.read_session() as session:
         tenants = [t.id for t in services.vault.tenants(session)]
+    full_every = timedelta(hours=services.settings.audit_full_verify_interval_hours)
     for tenant_id in tenants:
         now = clock()
         with services.db.read_session() as session:
             latest = console.latest_verification(session, tenant_id)
+            full = console.latest_full_verification(session, tenant_id)
         if latest is None or now - latest.started_at >= every * 0.9:
-            verify(services, console, system_context(now), tenant_id, trigger="schedule", clock=clock)
+            since = scheduled_since(latest, full, full_every, now)
+            ctx = system_context(now)
+            verify(services, console, ctx, tenant_id, trigger="schedule", clock=clock, since=since)
         analyse(services, console, tenant_id, Period(now - timedelta(days=ANALYSED_DAYS), now), clock())
+
+
+def scheduled_since(
+    latest: VerificationView | None, full: VerificationView | None, full_every: timedelta, now: datetime
+) -> int:
+    """Where a scheduled run starts its walk: 0 (the whole log) unless the latest run found the log
+    intact and the latest full walk is younger than ``full_every``; then at the latest run's size
+    (``verify_log`` starts from the signed checkpoint at or below it). The whole log after any
+    damage, so that the officer sees a complete picture again."""
+    if latest is None or not latest.ok or full is None or not full_every:
+        return 0
+    if now - full.started_at >= full_every * 0.99:
+        return 0
+    return latest.tree_size
 
 
 async def run_forever(

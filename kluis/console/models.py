@@ -1,6 +1,7 @@
 """Tables of the privacy officer's console: rule settings, findings and their review, verification runs.
 
-Created only by ``migrations/versions/0005_console.py``; these classes must match it. The audit
+Created only by ``migrations/versions/0005_console.py`` (and changed by ``0007``); these classes
+must match them. The audit
 entries themselves stay in the audit package's tables: these rows only point at them by sequence
 number. Nothing here holds a BSN or a name; a finding's key may hold a data subject's opaque audit
 pseudonym.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from vault.models import utc_column
@@ -58,8 +59,8 @@ class ConsoleFinding(SQLModel, table=True):
 
 
 class ConsoleVerification(SQLModel, table=True):
-    """One run of the full verification of a tenant's log (the button or the scheduled job), so
-    that every node shows the latest result."""
+    """One verification run of a tenant's log (the button, the API or the scheduled job; a full
+    walk, or an incremental one from a signed checkpoint), so that every node shows the latest."""
 
     __tablename__ = "console_verification"
     __table_args__ = (Index("ix_console_verification_latest", "tenant_id", "started_at"),)
@@ -75,3 +76,8 @@ class ConsoleVerification(SQLModel, table=True):
     checkpoints: int
     first_bad_seq: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     problem: str | None = Field(default=None, max_length=200)
+    # Where the walk started: 0 for the whole log, else the tree size of the signed checkpoint an
+    # incremental walk started from.
+    since_size: int = Field(
+        default=0, sa_column=Column(BigInteger(), nullable=False, server_default=text("0"))
+    )

@@ -465,6 +465,7 @@ def verification_page(
         runs=runs,
         checkpoint=checkpoint,
         scheduled=jobs.interval(services.settings),
+        full_hours=services.settings.audit_full_verify_interval_hours,
     )
 
 

@@ -178,7 +178,7 @@ class EntryDetail:
 
 @dataclass(frozen=True, slots=True)
 class VerificationView:
-    """The stored result of one full verification."""
+    """The stored result of one verification run."""
 
     id: str
     trigger: str
@@ -190,6 +190,11 @@ class VerificationView:
     checkpoints: int
     first_bad_seq: int | None
     problem: str | None
+    since: int = 0  # 0: the whole log was walked; else from the signed checkpoint of this size
+
+    @property
+    def full(self) -> bool:
+        return self.since == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -333,6 +333,16 @@ class ConsoleService:
         ).first()
         return _verification_view(row) if row else None
 
+    def latest_full_verification(self, session: Session, tenant_id: str) -> VerificationView | None:
+        """The latest run that walked the whole log, whatever it found."""
+        row = session.exec(
+            select(ConsoleVerification)
+            .where(ConsoleVerification.tenant_id == tenant_id, ConsoleVerification.since_size == 0)
+            .order_by(col(ConsoleVerification.started_at).desc())
+            .limit(1)
+        ).first()
+        return _verification_view(row) if row else None
+
     def verifications(self, session: Session, tenant_id: str, limit: int = 20) -> list[VerificationView]:
         rows = session.exec(
             select(ConsoleVerification)
@@ -630,9 +640,10 @@ class ConsoleService:
         )
 
     # -- verification -----------------------------------------------------------------------------
-    def verify(self, session: Session, tenant_id: str) -> VerifyResult:
-        """Verify the tenant's whole log and every checkpoint (``audit.verify``), in a read-only
-        unit of work. On PostgreSQL the walk runs in REPEATABLE READ for a stable picture."""
+    def verify(self, session: Session, tenant_id: str, *, since: int = 0) -> VerifyResult:
+        """Verify the tenant's log and its checkpoints (``audit.verify``): the whole log, or with
+        ``since`` incrementally from a signed checkpoint at or below that size; in a read-only unit
+        of work. On PostgreSQL the walk runs in REPEATABLE READ for a stable picture."""
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         try:
@@ -641,7 +652,7 @@ class ConsoleService:
             head = audit_log.log_head(session, tenant_id)
             damage = Damage("bad_signature", "checkpoint", None, "no checkpoint key is published")
             return VerifyResult(tenant_id, head.origin, 0, head.root_hash, 0, None, damage)
-        return verify_log(session, tenant_id, verifier)
+        return verify_log(session, tenant_id, verifier, since=since)
 
     def store_verification(
         self,
@@ -667,6 +678,7 @@ class ConsoleService:
             checkpoints=result.checkpoints,
             first_bad_seq=damage.seq if damage else None,
             problem=damage.describe()[:200] if damage else None,
+            since_size=result.since,
         )
         session.add(row)
         self.record(
@@ -681,6 +693,7 @@ class ConsoleService:
                 "first_bad_seq": damage.seq if damage else None,
                 "damage": damage.kind if damage else None,
                 "trigger": trigger,
+                "since": result.since,
             },
         )
         session.commit()
@@ -742,6 +755,7 @@ def _verification_view(row: ConsoleVerification) -> VerificationView:
         checkpoints=row.checkpoints,
         first_bad_seq=row.first_bad_seq,
         problem=row.problem,
+        since=row.since_size,
     )
 
 

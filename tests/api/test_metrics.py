@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,23 +236,7 @@ def test_verification_status_from_checkpoint_signing_and_from_the_latest_full_ve
     assert started - 1 <= stamped <= time.time()
     # A later run that found damage (stored by any node) turns the gauge to 0.
     later = utcnow() + timedelta(seconds=5)
-    with world.services.db.session() as s:
-        s.add(
-            ConsoleVerification(
-                id=secrets.token_hex(8),
-                tenant_id=world.tenant_id,
-                trigger="schedule",
-                actor="kluis:console",
-                started_at=later,
-                finished_at=later,
-                ok=False,
-                tree_size=1,
-                checkpoints=0,
-                first_bad_seq=0,
-                problem="altered",
-            )
-        )
-        s.commit()
+    stored_run(world, later, ok=False, tree_size=1, checkpoints=0, first_bad_seq=0, problem="altered")
     _, samples = scrape(world)
     assert value(samples, "kluis_audit_verification_ok", **full) == 0.0
     assert value(samples, "kluis_audit_verification_timestamp_seconds", **full) == later.timestamp()
@@ -260,6 +244,32 @@ def test_verification_status_from_checkpoint_signing_and_from_the_latest_full_ve
         "kluis_audit_verification_ok",
         (("check", "full"), ("tenant", world.quiet_tenant_id)),
     ) not in samples
+    # An incremental run (from a signed checkpoint) has a gauge of its own: the damage the last
+    # full walk found stays visible beside it.
+    latest = later + timedelta(seconds=5)
+    stored_run(world, latest, ok=True, tree_size=2, checkpoints=1, since_size=1)
+    _, samples = scrape(world)
+    incremental = {"tenant": world.tenant_id, "check": "incremental"}
+    assert value(samples, "kluis_audit_verification_ok", **incremental) == 1.0
+    assert value(samples, "kluis_audit_verification_timestamp_seconds", **incremental) == latest.timestamp()
+    assert value(samples, "kluis_audit_verification_ok", **full) == 0.0
+
+
+def stored_run(world: World, at: datetime, **result: Any) -> None:
+    """A scheduled verification run as another node would store it."""
+    with world.services.db.session() as s:
+        s.add(
+            ConsoleVerification(
+                id=secrets.token_hex(8),
+                tenant_id=world.tenant_id,
+                trigger="schedule",
+                actor="kluis:console",
+                started_at=at,
+                finished_at=at,
+                **result,
+            )
+        )
+        s.commit()
 
 
 def test_no_label_value_is_personal_data(world: World) -> None:
@@ -282,7 +292,7 @@ def test_no_label_value_is_personal_data(world: World) -> None:
         "event": set(KNOWN_TAGS) | {"other"},
         "outcome": {"allow", "deny", "ok", "error"},
         "state": set(GRANT_STATES),
-        "check": {"checkpoint", "full"},
+        "check": {"checkpoint", "full", "incremental"},
         "method": {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"},
         "status": None,  # checked below
         "route": None,

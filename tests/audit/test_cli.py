@@ -55,6 +55,15 @@ def test_checkpoint_verify_export_and_offline_verify(kluis, tmp_path: Path) -> N
     assert result["ok"] and result["checkpoints"] == 1 and result["damage"] is None
     text = kluis("audit", "verify", "--tenant", "clidam").stdout
     assert "verified" in text and "1 checkpoints" in text
+    # --since: from the signed checkpoint at or below that size, which the answer names.
+    since = signed["tree_size"] + 5
+    partial = json.loads(
+        kluis("audit", "verify", "--tenant", "clidam", "--since", str(since), "--json").stdout
+    )
+    assert partial["ok"] and partial["since"] == signed["tree_size"] and result["since"] == 0
+    assert partial["entries"] > result["entries"]  # the first verification was audited meanwhile
+    text = kluis("audit", "verify", "--tenant", "clidam", "--since", str(since)).stdout
+    assert f"from the signed checkpoint at {signed['tree_size']}" in text
 
     exported = tmp_path / "clidam.jsonl"
     kluis("audit", "export", "--tenant", "clidam", "--output", str(exported))
@@ -85,6 +94,9 @@ def test_damage_exits_non_zero_naming_seq_and_kind(kluis, main, tmp_path: Path) 
     as_json = kluis("audit", "verify", "--tenant", "clidam", "--json", ok=False)
     assert as_json.exit_code == 1
     assert json.loads(as_json.stdout)["damage"]["seq"] == 0
+    # From the checkpoint on, entry 0 is not read again: only the full run sees its change.
+    size = str(json.loads(as_json.stdout)["entries"] + 100)
+    assert kluis("audit", "verify", "--tenant", "clidam", "--since", size).exit_code == 0
 
 
 def test_errors_are_one_line(kluis, main, tmp_path: Path) -> None:

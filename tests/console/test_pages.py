@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from audit import tags
+from kluis.app import sign_pending
 from kluis.console.schemas import ROLE
+from kluis.wiring import utcnow
 from tests.console.conftest import (
     CHILD_A,
     ENTRY_LINK,
@@ -433,6 +435,20 @@ def test_the_verify_button_verifies_keeps_the_result_and_is_audited(
     verified = [e for e in server.entries(server.b, tags.LOG_VERIFIED) if e.actor.id == "dev:verifier"]
     assert verified and verified[0].details["ok"] is True
     assert isinstance(verified[0].details["checkpoints"], int) and verified[0].details["checkpoints"] >= 1
+    assert verified[0].details["since"] == 0 and "het hele logboek" in page  # the button walks it all
+    # A scheduled run from a signed checkpoint says where it started.
+    from kluis.console import jobs
+    from kluis.console.services import ConsoleService, system_context
+
+    services = server.services
+    sign_pending(services)
+    console = ConsoleService(services.vault, services.purposes, services.signing)
+    ctx = system_context(utcnow())
+    tenant = server.b.tenant.id
+    run = jobs.verify(services, console, ctx, tenant, trigger="schedule", clock=utcnow, since=10**9)
+    assert run.ok and not run.full
+    page = client.get("/fg/controle").text
+    assert f"vanaf logregel {run.since}" in page and "na het ondertekende controlepunt" in page
 
 
 # -- reports ------------------------------------------------------------------------------------------

@@ -13,14 +13,15 @@ import anyio
 import pytest
 from sqlalchemy import text
 
+from audit import services as audit_log
 from audit import tags
-from audit.schemas import Actor, TraceContext
+from audit.schemas import Actor, AuditQuery, TraceContext
 from kluis.app import sign_pending
 from kluis.console import jobs
 from kluis.console import services as console_services
 from kluis.console.anomalies import Finding, Period
 from kluis.console.errors import InvalidSearchError, NotFoundError
-from kluis.console.schemas import SearchFilters
+from kluis.console.schemas import SearchFilters, VerificationView
 from kluis.console.services import ConsoleService
 from kluis.settings import Settings
 from kluis.wiring import Services, build_services, initialise, utcnow
@@ -263,6 +264,63 @@ def test_the_scheduled_job_verifies_each_tenant_once_per_interval_and_analyses(
             )
         findings, _ = console.findings(session, a.tenant.id)
     assert [f.rule for f in findings] == ["off_hours"]
+
+
+def test_the_scheduled_job_walks_what_was_added_and_the_whole_log_at_the_full_interval(
+    services: Services, console: ConsoleService, towns: tuple[Municipality, Municipality]
+) -> None:
+    a, _ = towns
+    start = utcnow()
+    hour = timedelta(hours=1)
+
+    def round_at(offset: timedelta) -> VerificationView:
+        jobs.scheduled_run(services, console, hour, lambda: start + offset)
+        with services.db.read_session() as session:
+            latest = console.latest_verification(session, a.tenant.id)
+        assert latest is not None and latest.ok
+        return latest
+
+    def grow() -> None:
+        read(services, a, utcnow(), department="jeugdzorg", subject=a.pseudonyms[RESIDENT_A])
+        sign_pending(services)
+
+    grow()
+    first = round_at(timedelta(0))
+    assert first.full
+    grow()
+    second = round_at(2 * hour)  # the full walk is recent: from the signed checkpoint at its size
+    assert not second.full and second.since == first.tree_size and second.tree_size > first.tree_size
+    grow()
+    third = round_at(4 * hour)  # incremental again, from where the second run ended
+    assert third.since == second.tree_size and third.tree_size > second.tree_size
+    with services.db.read_session() as session:
+        assert console.latest_full_verification(session, a.tenant.id) == first
+        query = AuditQuery(name=tags.LOG_VERIFIED)
+        verified = [e.event for e in audit_log.search(session, a.tenant.id, query, limit=50).entries]
+    # The trail says where each walk started (newest first).
+    assert [e.details["since"] for e in verified[:3]] == [second.tree_size, first.tree_size, 0]
+    week = timedelta(hours=services.settings.audit_full_verify_interval_hours)
+    assert round_at(week + 5 * hour).full  # the full walk is a week old: the whole log again
+
+
+def test_a_scheduled_run_walks_the_whole_log_after_damage_or_without_a_recent_full_walk() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 4, 12, tzinfo=UTC)
+
+    def run(ok: bool, size: int, age: timedelta, since: int = 0) -> VerificationView:
+        return VerificationView(
+            "v", "schedule", "kluis:console", now - age, now - age, ok, size, 1, None, None, since
+        )
+
+    week, hour = timedelta(days=7), timedelta(hours=1)
+    full, latest = run(True, 100, 3 * hour), run(True, 120, hour, since=90)
+    assert jobs.scheduled_since(latest, full, week, now) == 120
+    assert jobs.scheduled_since(None, None, week, now) == 0  # never verified
+    assert jobs.scheduled_since(latest, None, week, now) == 0  # no full walk yet
+    assert jobs.scheduled_since(run(False, 120, hour, since=90), full, week, now) == 0  # damage
+    assert jobs.scheduled_since(latest, run(True, 100, week), week, now) == 0  # the full walk is old
+    assert jobs.scheduled_since(latest, full, timedelta(0), now) == 0  # full walks only (setting 0)
 
 
 def test_the_scheduled_job_runs_in_the_apps_lifespan(
