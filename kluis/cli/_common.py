@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,13 +47,29 @@ def services() -> Iterator[Services]:
         built.close()
 
 
-def operator_context(trace: TraceContext | None = None) -> Context:
+def operator_account() -> str:
+    """The operating-system account running the command, as the kernel knows it (its user id),
+    not as the environment claims it: ``getpass.getuser`` believes ``$LOGNAME``/``$USER``, which
+    anyone can set, and the operator's audit entries must not name whoever they like."""
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
+        import pwd
+    except ImportError:  # not POSIX: the claim is all there is
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # an id without an account (e.g. a container's arbitrary uid)
+        return f"uid-{uid}"
+
+
+def operator_context(trace: TraceContext | None = None) -> Context:
     return Context(
-        actor=Actor(type="operator", id=f"cli:{user}"), trace=trace or TraceContext.new(), now=utcnow()
+        actor=Actor(type="operator", id=f"cli:{operator_account()}"),
+        trace=trace or TraceContext.new(),
+        now=utcnow(),
     )
 
 

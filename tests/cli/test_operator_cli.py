@@ -205,3 +205,25 @@ def test_purge_expired_deletes_only_what_expired(town: Path, monkeypatch, capsys
         assert [r[0] for r in conn.execute("SELECT jti FROM consent_used_assertion")] == ["new"]
     code, out, _ = run(monkeypatch, capsys, town, "purge-expired")
     assert code == 0 and out.strip() == "deleted: 0 portal sessions, 0 used assertions, 0 revoked tokens"
+
+
+def test_the_operator_is_the_account_that_runs_the_command_not_what_the_environment_claims(
+    town: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import pwd
+
+    from kluis.cli._common import operator_account
+
+    try:
+        real = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid without an account
+        real = f"uid-{os.getuid()}"
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(variable, "somebody-else")
+    assert operator_account() == real
+    code, _, _ = run(monkeypatch, capsys, town, "tenant", "create", "claimdam", "--name", "Claimdam")
+    assert code == 0
+    with sqlite3.connect(town / "kluis.db") as conn:
+        actors = {row[0] for row in conn.execute("SELECT DISTINCT actor_id FROM audit_entry")}
+    assert f"cli:{real}" in actors and "cli:somebody-else" not in actors
