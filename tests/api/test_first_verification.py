@@ -14,7 +14,7 @@ import pytest
 
 from consent.resource import Refusal
 from consent.schemas import VerifiedToken
-from tests.api.test_metrics import World, department_token, world  # noqa: F401 - the fixture
+from tests.api.conftest import World, department_token
 
 BURST = 16
 
@@ -54,7 +54,7 @@ def counting_verifications(target: World, monkeypatch: pytest.MonkeyPatch) -> li
 
 
 def test_a_burst_of_first_reads_verifies_the_new_token_once(
-    world: World,  # noqa: F811 - the imported fixture
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token, _grant = department_token(world)
@@ -65,7 +65,7 @@ def test_a_burst_of_first_reads_verifies_the_new_token_once(
 
 
 def test_a_refused_token_is_refused_to_every_read_of_the_burst_each_on_its_own(
-    world: World,  # noqa: F811 - the imported fixture
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token, _grant = department_token(world)
