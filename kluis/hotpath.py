@@ -152,10 +152,11 @@ class LeanReads:
         self.grant_and_record_sql = GRANT_AND_RECORD_SQL.format(p=mark, t=as_text)
         self._idle: list[Any] = []
         self._lock = threading.Lock()
-        # PostgreSQL: connections of the event loop (psycopg AsyncConnection, autocommit), so that a
+        # PostgreSQL: the event loop's connection (psycopg AsyncConnection, autocommit), so that a
         # look-up waits for its round trip on the loop instead of in a thread: no thread hops and
-        # no GIL hand-overs per request. Bound to the loop that opened them.
-        self._async_idle: list[Any] = []
+        # no GIL hand-overs per request. One is enough: ``GroupLookup`` has one statement in flight
+        # at a time. Bound to the loop that opened it.
+        self._async_connection: Any = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self.group = GroupLookup(self)
 
@@ -193,39 +194,40 @@ class LeanReads:
         return not self.db.is_sqlite
 
     async def _all_async(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        connection = await self._take_async()
+        connection = await self._connection_async()
         try:
             # Binary results: the record's ciphertext as it is stored, where text would be hex that
             # psycopg decodes (~27 µs for 2 KiB), and timestamps without parsing.
             cursor = await connection.execute(sql, params, binary=True)
             rows = await cursor.fetchall()
         except BaseException:
+            self._async_connection = None
             await connection.close()  # a connection in an unknown state is not reused
             raise
-        self._async_idle.append(connection)
         return [tuple(row) for row in rows]
 
-    async def _take_async(self) -> Any:
+    async def _connection_async(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._async_loop is not loop:  # a new loop (a new server in this process): new connections
-            self._async_idle, self._async_loop = [], loop
-        if self._async_idle:
-            return self._async_idle.pop()
-        return await self.db.connect_async(autocommit=True)
+        if self._async_loop is not loop:  # a new loop (a new server in this process): a new one
+            close_now(self._async_connection)
+            self._async_connection, self._async_loop = None, loop
+        if self._async_connection is None:
+            self._async_connection = await self.db.connect_async(autocommit=True)
+        return self._async_connection
 
     async def aclose(self) -> None:
-        """Close the event loop's connections (the server's shutdown, on its loop)."""
-        idle, self._async_idle = self._async_idle, []
-        for connection in idle:
+        """Close the event loop's connection (the server's shutdown, on its loop)."""
+        connection, self._async_connection = self._async_connection, None
+        if connection is not None:
             await connection.close()
 
     def close(self) -> None:
         with self._lock:
             while self._idle:
                 self._idle.pop().close()
-        idle, self._async_idle = self._async_idle, []
-        for connection in idle:  # no loop to await on here (aclose closes them properly)
-            close_now(connection)
+        # No loop to await on here (aclose closes it properly).
+        close_now(self._async_connection)
+        self._async_connection = None
 
     def grant(self, verified: VerifiedToken) -> tuple[Grant, datetime | None, bool] | None:
         """A ``consent.resource.GrantFetcher``: the grant, the resident's erasure, token revocation."""
