@@ -339,7 +339,7 @@ def verify_log(
         raise UnknownLogError
     walker = Walker(tenant_id, state.origin, verifier, witnessed)
     found = walker.findings
-    base = checkpoint_rows(conn, tenant_id, 0, since)[-1:] if since > 0 else []
+    base = _latest_checkpoint_at_most(conn, tenant_id, since) if since > 0 else []
     if base:
         found.add(-1, walker.start_at(base[0], _edge_at(conn, tenant_id, base[0].tree_size)))
     else:
@@ -366,6 +366,23 @@ def verify_log(
     if not found and _nodes_outside(conn, tenant_id, size, whole=not base):
         found.add(size, Damage("altered", "node", None, "stored subtrees lie outside the tree"))
     return walker.result()
+
+
+def _latest_checkpoint_at_most(conn: Connection, tenant_id: str, size: int) -> list[StoredCheckpoint]:
+    """The stored checkpoint with the largest tree size in ``1..size`` (none: an empty list); one
+    index look-up however many checkpoints there are."""
+    c = CHECKPOINT.c
+    row = conn.execute(
+        select(c.tree_size, c.root_hash, c.timestamp_ms, c.kid, c.jws)
+        .where(c.tenant_id == tenant_id, c.tree_size > 0, c.tree_size <= size)
+        .order_by(c.tree_size.desc())
+        .limit(1)
+    ).first()
+    return (
+        []
+        if row is None
+        else [StoredCheckpoint(row.tree_size, row.root_hash, row.timestamp_ms, row.kid, row.jws)]
+    )
 
 
 def _edge_at(conn: Connection, tenant_id: str, size: int) -> merkle.CompactRange | None:
