@@ -339,6 +339,10 @@ def verify_log(
         raise UnknownLogError
     walker = Walker(tenant_id, state.origin, verifier, witnessed)
     found = walker.findings
+    # Witnessed checkpoints are checked when the walk reaches their size: it must start below
+    # every one of them (one of the empty tree, or none stored below: the whole log).
+    if walker.witnessed:
+        since = min(since, min(walker.witnessed) - 1)
     base = _latest_checkpoint_at_most(conn, tenant_id, since) if since > 0 else []
     if base:
         found.add(-1, walker.start_at(base[0], _edge_at(conn, tenant_id, base[0].tree_size)))
@@ -349,6 +353,10 @@ def verify_log(
     at_state = (walker.edge.root(), walker.edge.to_bytes()) if state.size == start else None
     last = conn.execute(select(func.max(ENTRY.c.seq)).where(ENTRY.c.tenant_id == tenant_id)).scalar()
     seen = -1 if last is None else int(last)  # the last row, dense or not
+    if not found and min(state.size, seen + 1) < start:  # the log ends before its starting checkpoint
+        end = min(state.size, seen + 1)
+        detail = f"checkpoint {start} vouches for entries that are gone"
+        found.add(end, Damage("truncated", "entry", end, detail, start))
     while not found and walker.edge.size <= seen:
         snapshot = _walk_chunk(conn, walker, state.size, chunk)
         at_state = snapshot or at_state
@@ -419,8 +427,9 @@ def _nodes_outside(conn: Connection, tenant_id: str, size: int, *, whole: bool) 
         nodes = conn.execute(select(func.count()).where(NODE.c.tenant_id == tenant_id)).scalar_one()
         return bool(nodes != size - size.bit_count())
     levels = size.bit_length()
-    beyond = select(NODE.c.level).where(NODE.c.tenant_id == tenant_id, NODE.c.level > levels).limit(1)
-    if conn.execute(beyond).first() is not None:
+    n = NODE.c
+    beyond = select(n.level).where(n.tenant_id == tenant_id, (n.level > levels) | (n.level < 1) | (n.idx < 0))
+    if conn.execute(beyond.limit(1)).first() is not None:
         return True
     for level in range(1, levels + 1):
         past_end = select(NODE.c.idx).where(

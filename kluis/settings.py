@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     login_rate_limit_per_minute: int = Field(default=60, ge=1)
     # New sessions of visitors without one (a page with a form stores a session for its CSRF token)
     # per client address and minute, portal and console together: over it the page is still shown,
-    # but nothing is stored, so a flood of anonymous page views cannot fill the session table.
+    # but nothing is stored, which bounds how fast anonymous page views from one address fill the
+    # session table.
     new_session_rate_limit_per_minute: int = Field(default=120, ge=1)
     # Shared store for rate-limit counters of several nodes (e.g. redis://127.0.0.1:6379/0).
     redis_url: str | None = None

@@ -149,6 +149,8 @@ def verify(
     first damaged sequence number and the kind of damage."""
     witnessed = _witnessed(witness)
     if file is not None:
+        if since:
+            fail("--since checks the database's log from a stored checkpoint; a file is verified whole")
         if keys is None:
             fail("offline verification needs the pinned keys: --keys FILE")
         try:

@@ -192,6 +192,8 @@ class _Writer:
             verified = f"{self.when(v.finished_at)}: {t(N_('intact')) if v.ok else t(N_('DAMAGED'))}"
             if v.first_bad_seq is not None:
                 verified += f" ({t(N_('first bad entry'))} {v.first_bad_seq})"
+            if not v.full:  # an incremental run re-read only what came after its checkpoint
+                verified += " (" + t(N_("from entry %(since)s")) % {"since": v.since} + ")"
         rows.append((t(N_("Latest verification")), verified))
         self.facts(rows)
 

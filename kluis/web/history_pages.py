@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from audit import leaf, merkle
+from audit import leaf, merkle, tags
 from audit import services as audit_log
 from audit.checkpoints import CheckpointVerifier
 from audit.errors import AuditError
@@ -34,7 +34,9 @@ MAX_ENTRIES = 1000  # the most recent; the JSON API (/api/v1/me/access-log) page
 
 
 def entries_for(session: Session, services: Services, viewer: Viewer) -> list[AccessEntry]:
-    """The audit entries about the subject, and those made on their behalf, newest first."""
+    """The audit entries about the subject, and those made on their behalf, newest first. The
+    subject's own logins only to the subject: when they are a resident's own business, not their
+    representative's (who sees what was done with the data, not when its owner looked at it)."""
     query = AuditQuery(involving=viewer.subject_pseudonym)
     page = audit_log.search(session, viewer.tenant_id, query, limit=MAX_ENTRIES)
     return [
@@ -52,6 +54,7 @@ def entries_for(session: Session, services: Services, viewer: Viewer) -> list[Ac
             decision=logged.event.decision,
         )
         for logged in page.entries
+        if viewer.is_self or logged.event.name != tags.RESIDENT_LOGGED_IN
     ]
 
 

@@ -13,6 +13,7 @@ resident sees it in their history, and a login they did not make stands out ther
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -51,6 +52,7 @@ with warnings.catch_warnings():
     from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 
 router = APIRouter(prefix="/portaal", include_in_schema=False)
+log = logging.getLogger("kluis.web")
 HOME = "/portaal/gegevens"
 LOGIN = "/portaal/inloggen"
 CALLBACK = "/portaal/inloggen/terug"
@@ -79,7 +81,13 @@ def new_sessions_admitted(services: Services) -> Callable[[Scope], bool]:
 
     def admit(scope: Scope) -> bool:
         visitor = HTTPConnection(scope)
-        return per_address(services.rate_limiter, visitor, "session", limit, utcnow().timestamp()) is None
+        try:
+            wait = per_address(services.rate_limiter, visitor, "session", limit, utcnow().timestamp())
+        except Exception as exc:  # noqa: BLE001 - a shared counter that does not answer (Redis)
+            # The page is still shown; only its session is not stored (its form then asks again).
+            log.warning("new-session limit unavailable: %s", type(exc).__name__)
+            return False
+        return wait is None
 
     return admit
 

@@ -75,6 +75,10 @@ def test_checkpoint_verify_export_and_offline_verify(kluis, tmp_path: Path) -> N
         "audit", "verify", "--file", str(exported), "--keys", str(keys), "--witness", str(witness), "--json"
     )
     doc = json.loads(offline.stdout)
+    whole_only = kluis(
+        "audit", "verify", "--file", str(exported), "--keys", str(keys), "--since", "3", ok=False
+    )
+    assert whole_only.exit_code == 1
     # The verification and the export were audited too: the log grew past the checkpoint.
     assert (
         doc["ok"] and doc["entries"] > signed["tree_size"] and doc["latest_checkpoint"] == signed["tree_size"]

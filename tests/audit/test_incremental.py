@@ -10,10 +10,23 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from audit.checkpoints import CheckpointVerifier
+from audit import services
+from audit.checkpoints import CheckpointPayload, CheckpointVerifier, Ed25519CheckpointSigner
 from kluis.db import Database
-from tests.audit.factories import forged_signature
-from tests.audit.test_tamper import SIZE, Tamper, check, flip, log, one, run, sql, verified
+from tests.audit.factories import ORIGIN, TENANT, forged_signature
+from tests.audit.test_tamper import (
+    SIZE,
+    Tamper,
+    _rewrite_consistently,
+    _state_at,
+    check,
+    flip,
+    log,
+    one,
+    run,
+    sql,
+    verified,
+)
 
 __all__ = ["log"]  # the tamper suite's fixture, used here too
 
@@ -76,7 +89,7 @@ def test_damage_after_the_checkpoint_is_found_as_by_a_full_walk(
     removed = sql("DELETE FROM audit_entry WHERE tenant_id = :t AND seq = 12")
     assert not verified(log, verifier, removed, since=11).ok
     # Stored subtrees beyond the tree, at a level it has and at one it has not.
-    for level, idx in ((1, 6), (9, 0)):
+    for level, idx in ((1, 6), (9, 0), (0, 3), (2, -1)):
         extra = sql("INSERT INTO audit_node VALUES (:t, :l, :i, :h)", l=level, i=idx, h=b"\x00" * 32)
         check(verified(log, verifier, extra, since=11), "altered", "node", None)
 
@@ -109,3 +122,61 @@ def test_a_change_before_the_checkpoint_needs_the_full_walk(
     change = flipped_leaf(2)
     assert verified(log, verifier, change, since=11).ok  # not read: that is what makes it cheap
     check(verified(log, verifier, change), "altered", "entry", 2)
+
+
+def _sign_stored_tree(conn: Connection, signer: Ed25519CheckpointSigner, size: int) -> str:
+    """What an administrator with the signer does: a checkpoint of the first ``size`` stored leaves."""
+    root = _state_at(conn, size)["r"]
+    payload = CheckpointPayload(
+        origin=ORIGIN, tree_size=size, root_hash=root, timestamp_ms=1_800_000_000_000 + size
+    )
+    jws = signer.sign(payload.to_bytes())
+    run(
+        conn,
+        "INSERT INTO audit_checkpoint VALUES (:t, :n, :r, :ms, :k, :j)",
+        n=size,
+        r=root,
+        ms=payload.timestamp_ms,
+        k=signer.kid,
+        j=jws,
+    )
+    return jws
+
+
+def test_witnessed_checkpoints_are_never_skipped(
+    log: Database, verifier: CheckpointVerifier, signer: Ed25519CheckpointSigner
+) -> None:
+    with log.read_session() as session:
+        kept = {c.tree_size: c.jws for c in services.checkpoints(session, TENANT)}
+
+    def rewritten_and_signed_again(conn: Connection) -> None:
+        _rewrite_consistently(conn, 2)
+        run(conn, "DELETE FROM audit_checkpoint WHERE tenant_id = :t")
+        _sign_stored_tree(conn, signer, 13)
+
+    assert verified(log, verifier, rewritten_and_signed_again, since=13).ok  # the database alone
+    # A witnessed checkpoint at or below the starting one makes the walk start below it.
+    for size in (5, 13):
+        result = verified(log, verifier, rewritten_and_signed_again, since=13, witnessed=[kept[size]])
+        damage = result.damage
+        assert result.since < size and damage is not None
+        assert (damage.kind, damage.where, damage.tree_size) == ("altered", "log", size), damage
+
+
+def test_a_log_that_ends_before_its_starting_checkpoint_is_truncated(
+    log: Database, verifier: CheckpointVerifier, signer: Ed25519CheckpointSigner
+) -> None:
+    def cut_below_a_checkpoint_of_8(conn: Connection) -> None:
+        _sign_stored_tree(conn, signer, 8)
+        run(conn, "DELETE FROM audit_checkpoint WHERE tenant_id = :t AND tree_size > 8")
+        run(conn, "DELETE FROM audit_entry WHERE tenant_id = :t AND seq >= 6")
+        run(conn, "DELETE FROM audit_node WHERE tenant_id = :t AND idx * (1 << level) >= 8")
+        state = _state_at(conn, 6)
+        run(
+            conn,
+            "UPDATE audit_log_state SET size = :n, root_hash = :r, frontier = :f WHERE tenant_id = :t",
+            **state,
+        )
+
+    check(verified(log, verifier, cut_below_a_checkpoint_of_8), "truncated", "entry", 6)
+    check(verified(log, verifier, cut_below_a_checkpoint_of_8, since=8), "truncated", "entry", 6, 8)

@@ -449,6 +449,7 @@ def test_the_verify_button_verifies_keeps_the_result_and_is_audited(
     assert run.ok and not run.full
     page = client.get("/fg/controle").text
     assert f"vanaf logregel {run.since}" in page and "na het ondertekende controlepunt" in page
+    assert f"vanaf logregel {run.since}" in client.get("/fg/overzicht").text  # the overview says so too
 
 
 # -- reports ------------------------------------------------------------------------------------------

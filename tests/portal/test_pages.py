@@ -326,6 +326,8 @@ def test_a_parent_approves_a_request_for_their_child_and_both_see_it_in_their_hi
     )
     assert asked.status_code == 200, asked.text
 
+    child_self = login(server, clients, CHILD)  # the child's own login: theirs to see, not the parent's
+    assert "U logde in op dit portaal op" in child_self.get("/portaal/inzage").text
     parent = login(server, clients, PARENT)
     page = parent.get("/portaal/gegevens")
     child_id = _resident_id(server, CHILD)
@@ -341,6 +343,7 @@ def test_a_parent_approves_a_request_for_their_child_and_both_see_it_in_their_hi
     # The child's history (seen by the parent acting for the child) names the representative's act.
     child_history = parent.get("/portaal/inzage").text
     assert "namens" in child_history.lower() or "vertegenwoordiger" in child_history.lower()
+    assert "logde in" not in child_history
     # The audit trail says "parent on behalf of child", with pseudonyms only.
     with services.db.read_session() as session:
         child = services.vault.resident(session, tenant.id, child_id)
