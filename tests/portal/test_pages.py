@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.portal.conftest import (
     ADULT,
@@ -100,6 +101,27 @@ def test_a_login_is_in_the_residents_own_trail_before_the_session_is_bound(
         )
     assert refused.status_code == 400 and anonymous.get("/portaal/gegevens").status_code == 303
     assert messages == ["portal login refused: unknown_resident"]
+
+
+def test_no_login_without_its_audit_entry(
+    server: LiveServer, clients: list[httpx.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the audit log cannot be written")
+
+    monkeypatch.setattr(server.services.vault, "audit", unavailable)
+    before = logins_of(server, OTHER)
+    visitor = server.client()
+    clients.append(visitor)
+    page = visitor.get("/portaal/inloggen/test")
+    answer = visitor.post("/portaal/inloggen/test", data={"bsn": OTHER, "csrf_token": csrf_of(page.text)})
+    assert answer.status_code == 500 and "Traceback" not in answer.text
+    # The server closes a connection after an unexpected error: the same visitor comes back on a
+    # new one, with whatever cookie it was given.
+    again = server.client(cookies=dict(visitor.cookies))
+    clients.append(again)
+    assert again.get("/portaal/gegevens").status_code == 303  # not logged in
+    assert logins_of(server, OTHER) == before
 
 
 def test_pages_need_a_login(server: LiveServer, clients: list[httpx.Client]) -> None:
