@@ -37,7 +37,7 @@ from consent.errors import (
     NotAllowedError,
 )
 from consent.jwks import JwksCache, JwksFetcher, validate_jwks
-from consent.models import Client, Department, UsedAssertion
+from consent.models import Client, Department, UsedAssertion, expired
 from consent.schemas import ASSERTION_TYPE, AuthenticatedClient, AuthMethod, ClientCredentials, OAuthConfig
 from consent.tokens import b64url_json
 from vault.models import Tenant
@@ -240,7 +240,7 @@ class ClientService:
         # Expired ids of this client can go: an assertion past its exp is refused anyway.
         session.execute(
             delete(UsedAssertion).where(
-                col(UsedAssertion.client_id) == client.id, col(UsedAssertion.expires_at) < now
+                col(UsedAssertion.client_id) == client.id, expired(UsedAssertion, now)
             )
         )
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, ColumnElement, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel, col
 
 from vault.models import utc_column
 
@@ -141,3 +141,10 @@ class RevokedToken(SQLModel, table=True):
     grant_id: str = Field(foreign_key="consent_grant.id", max_length=32)
     revoked_at: datetime = utc_column()
     expires_at: datetime = utc_column(index=True)
+
+
+def expired(model: type[UsedAssertion] | type[RevokedToken], now: datetime) -> ColumnElement[bool]:
+    """The rows of ``model`` that protect nothing any more: past their expiry (an assertion, a proof
+    or a token that old is refused on its age alone). One rule for whoever deletes them: the
+    clients' and tokens' own clean-up on their way, and housekeeping."""
+    return col(model.expires_at) < now

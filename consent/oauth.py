@@ -44,7 +44,7 @@ from consent.errors import (
     SlowDownError,
     UnsupportedGrantTypeError,
 )
-from consent.models import ConsentRequest, Grant, RevokedToken, UsedAssertion
+from consent.models import ConsentRequest, Grant, RevokedToken, UsedAssertion, expired
 from consent.requests import ConsentService, auth_req_hash, request_status
 from consent.resource import Refusal, ResourceGuard
 from consent.schemas import (
@@ -524,7 +524,7 @@ class OAuthServer:
         if grant is None or grant.client_id != client.client_id:
             return False
         # Entries past their token's expiry protect nothing any more (the token is refused anyway).
-        session.execute(delete(RevokedToken).where(col(RevokedToken.expires_at) < ctx.now))
+        session.execute(delete(RevokedToken).where(expired(RevokedToken, ctx.now)))
         if session.get(RevokedToken, verified.jti) is None:
             session.add(
                 RevokedToken(

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlmodel import col, delete
+from sqlmodel import delete
 
-from consent.models import RevokedToken, UsedAssertion
+from consent.models import RevokedToken, UsedAssertion, expired
 from kluis.db import Database
 from kluis.web.sessions import SessionStore
 from kluis.wiring import Services
@@ -50,11 +50,10 @@ def purge_expired(db: Database, sessions: SessionStore, now: datetime) -> Purged
     table, so a long delete of one does not hold locks on the others."""
     expired_sessions = sessions.purge_expired(now)
     counts: list[int] = []
-    # The same comparison as the code that deletes these rows on its way (consent.clients,
-    # consent.oauth): a row goes once its expiry has passed.
+    # The rule of the code that deletes these rows on its way (consent.models.expired).
     for model in (UsedAssertion, RevokedToken):
         with db.session() as session:
-            result = session.execute(delete(model).where(col(model.expires_at) < now))
+            result = session.execute(delete(model).where(expired(model, now)))
             session.commit()
             counts.append(int(getattr(result, "rowcount", 0) or 0))
     return Purged(portal_sessions=expired_sessions, used_assertions=counts[0], revoked_tokens=counts[1])
