@@ -24,18 +24,21 @@ and syncs it (~10 ms on a slow disk), and inside the commit every read of that b
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
 import sqlite3
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from audit import services as audit_log
-from audit.schemas import AuditEvent
+from audit.schemas import Actor, AuditEvent, TraceContext
 from kluis.db import Database
 
 # SQLite's own automatic checkpoint runs inside the commit once the log holds this many pages (its
@@ -53,8 +56,24 @@ class Reply:
     error: BaseException | None = None
 
 
+def _by_fields(cls: type) -> tuple[type, Callable[[Any], Any]]:
+    """``cls`` pickled as its fields' values in order, read in C (``attrgetter``); unpickled by
+    calling ``cls`` with them. A slotted dataclass's own ``__getstate__`` calls
+    ``dataclasses.fields()`` for every instance: ~7 µs per event, on the server's loop."""
+    values = attrgetter(*(f.name for f in fields(cls)))
+    return cls, lambda instance: (cls, values(instance))
+
+
+# How the server's end pickles a batch (a dispatch table of its own: nothing global changes).
+_REDUCERS = dict(_by_fields(cls) for cls in (AuditEvent, Actor, TraceContext))
+
+
 def encode(value: list[AuditEvent] | Reply) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _REDUCERS
+    pickler.dump(value)
+    return buffer.getvalue()
 
 
 def decode(data: bytes) -> Any:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from audit import services as audit_log
 from audit.errors import UnknownLogError
-from audit.schemas import AuditEvent
+from audit.schemas import Actor, AuditEvent, TraceContext
 from kluis import audit_process
 from kluis.db import Database
 from kluis.group_commit import (
@@ -25,6 +25,7 @@ from kluis.group_commit import (
     ProcessGroupCommitter,
     group_committer,
 )
+from kluis.wiring import utcnow
 from tests.audit.factories import TENANT, assert_head_is_the_rfc_root, event
 
 
@@ -365,3 +366,32 @@ def test_the_writer_process_checkpoints_the_log_after_its_replies(
     assert backlog is not None and backlog < audit_process.CHECKPOINT_PAGES
     assert stored_seqs(log_db) == list(range(200))
     assert_head_is_the_rfc_root(log_db)
+
+
+def test_a_batch_crosses_to_the_writer_process_unchanged() -> None:
+    # Every field set, nested values included: the channel pickles them field by field.
+    full = AuditEvent(
+        tenant=TENANT,
+        name="vault:record:read",
+        actor=Actor(type="representative", id="a" * 64, on_behalf_of="b" * 64),
+        trace=TraceContext(trace_id="1" * 32, span_id="2" * 16, parent_span_id="3" * 16),
+        start_time=utcnow(),
+        end_time=utcnow(),
+        status="error",
+        decision="deny",
+        reason="grant_revoked",
+        data_subject_id="c" * 64,
+        processing_activity_id="bijstand",
+        legal_basis="consent",
+        grant_id="g1",
+        department="inkomen",
+        client_id="client-1",
+        categories=("inkomen", "schulden"),
+        details={"fields": "werkgever", "version": 3, "selected": True, "none": None},
+    )
+    batch = [full, event(7)]
+    back = audit_process.decode(audit_process.encode(batch))
+    assert back == batch and all(type(e) is AuditEvent for e in back)
+    assert type(back[0].actor) is Actor and type(back[0].trace) is TraceContext
+    reply = audit_process.Reply(seqs=[4, 5])
+    assert audit_process.decode(audit_process.encode(reply)) == reply
