@@ -8,6 +8,9 @@
     ├── OfficerTooManyLoginsError   too many login attempts from this address (429, Retry-After)
     ├── NotFoundError               unknown, or of another municipality: the same answer either way
     └── InvalidSearchError          a filter, cursor or note that cannot be used (``field`` names it)
+
+``OfficerLoginFailedError`` is also a ``kluis.web.errors.LoginRefusedError`` (its reason code is
+logged) and ``OfficerTooManyLoginsError`` a ``LoginsLimitedError``, as the portal's are.
 """
 
 from __future__ import annotations

@@ -5,8 +5,12 @@ PortalError
 ├── CsrfError              a form without the session's CSRF token (403)
 ├── PageNotFoundError      unknown, or not yours: the same answer either way (404)
 ├── NotAllowedError        a representative acting outside their mandate's scope (403)
-├── LoginFailedError       the identity provider or the test login refused (400, logged with a reason code)
+├── LoginFailedError       the identity provider or the test login refused (400)
 └── TooManyLoginsError     too many login attempts from this address (429, Retry-After)
+
+Shared with the console, mixed into each hierarchy: ``LoginRefusedError`` (a refused login; its
+``reason`` code goes to the log line) under the two login failures, ``LoginsLimitedError`` under
+the two too-many-logins errors.
 """
 
 from __future__ import annotations
