@@ -9,8 +9,8 @@ name.
 What feeds what (see docs/operations.md):
 
 * HTTP requests and latency: ``MetricsMiddleware``, per request.
-* ``kluis_audit_appends_total``: the group committer (``kluis.group_commit``), once per committed
-  batch — the department read hot path of this process.
+* ``kluis_audit_appends_total`` and ``kluis_audit_batch_entries``: the group committer
+  (``kluis.group_commit``), once per committed batch — the department read hot path of this process.
 * ``kluis_audit_verification_*{check="checkpoint"}``: every checkpoint signing in this process
   (``kluis.wiring.sign_checkpoint_audited``: the periodic signer and on-demand signing).
 * At scrape time, from the database (``StoreQueries``, three small queries): committed log sizes,
@@ -159,6 +159,13 @@ class Metrics:
             ["tenant", "event", "outcome"],
             registry=self.registry,
         )
+        self.audit_batches = Histogram(
+            "kluis_audit_batch_entries",
+            "Entries per batch this process's group committer committed (one fsync each): how much "
+            "the concurrent reads share a commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.purged_rows = Counter(
             "kluis_housekeeping_purged_rows",
             "Expired rows deleted by housekeeping (portal sessions, used assertions, revoked tokens)",
@@ -174,6 +181,7 @@ class Metrics:
         """Count one committed batch (called by the group committer, once per batch)."""
         for labels, count in Tally(event_label(e) for e in events).items():
             self.audit_appends.labels(*labels).inc(count)
+        self.audit_batches.observe(len(events))
 
     def purged(self, counts: dict[str, int]) -> None:
         """Count the rows one housekeeping run deleted, by table (names, never values)."""

@@ -54,6 +54,9 @@ def read(world: World, token: str, category: str) -> httpx.Response:
     return httpx.get(f"{world.base}/api/v1/records/{category}", headers={"Authorization": f"Bearer {token}"})
 
 
+BATCH_SERIES = ("kluis_audit_batch_entries_count", "kluis_audit_batch_entries_sum")
+
+
 def log_size(world: World, tenant_id: str) -> int:
     with world.services.db.read_session() as s:
         return audit_log.log_head(s, tenant_id).tree_size
@@ -74,6 +77,9 @@ def test_audit_appends_are_counted_per_committed_read_and_the_log_size_is_the_da
             before, "kluis_audit_appends_total", **read_tag, outcome=outcome
         )
         assert moved == expected, outcome
+    # The same entries by batch: three reads one after the other, three batches of one.
+    batches = {name: value(after, name) - value(before, name) for name in BATCH_SERIES}
+    assert batches == {"kluis_audit_batch_entries_count": 3, "kluis_audit_batch_entries_sum": 3}
     # Every committed entry, whoever wrote it (consent events included), from the log state itself.
     entries = value(after, "kluis_audit_log_entries_total", tenant=world.tenant_id)
     assert entries == log_size(world, world.tenant_id)
