@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
@@ -33,8 +33,44 @@ def secret_clients(services: Services) -> list[str]:
     return []
 
 
+# PostgreSQL settings without which a commit is not durable: the data API answers only after its
+# audit entry committed, which means nothing if the commit can be lost in a crash.
+DURABLE_POSTGRES = {
+    "fsync": {"on"},
+    "full_page_writes": {"on"},
+    "synchronous_commit": {"on", "remote_apply", "remote_write", "local"},
+}
+
+
+def durability(services: Services) -> list[str]:
+    """Production refuses a database whose commits can be lost in a crash (power loss, a killed
+    server): SQLite below ``synchronous=FULL``, PostgreSQL with ``fsync``, ``full_page_writes`` or
+    ``synchronous_commit`` off, as the server, the database or the role sets them for Kluis's
+    connections (``SHOW`` gives what a connection of Kluis gets)."""
+    settings = services.settings
+    if not settings.is_production:
+        return []
+    if services.db.is_sqlite:
+        if settings.sqlite_synchronous != "FULL":
+            return ["KLUIS_SQLITE_SYNCHRONOUS must be FULL in production: at NORMAL a commit can be lost"]
+        return []
+    problems: list[str] = []
+    try:
+        with services.db.read_session() as session:
+            for name, durable in DURABLE_POSTGRES.items():
+                value = str(session.execute(text(f"SHOW {name}")).scalar_one())
+                if value not in durable:
+                    problems.append(
+                        f"PostgreSQL {name} is {value} for Kluis's connections: a committed audit entry can "
+                        f"be lost in a crash after its data has left; set {name} = on"
+                    )
+    except SQLAlchemyError:
+        return ["the database cannot be read (run `kluis init`, check KLUIS_DATABASE_URL)"]
+    return problems
+
+
 # Checks that need the database; others can be appended by other parts of the shell.
-EXTRA_CHECKS: list[Callable[[Services], list[str]]] = [secret_clients]
+EXTRA_CHECKS: list[Callable[[Services], list[str]]] = [secret_clients, durability]
 
 
 def settings_problems(settings: Settings) -> list[str]:
