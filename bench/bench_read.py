@@ -50,6 +50,8 @@ class Figures:
     children_us: float = 0.0
     # The share of the machine's CPU time the hypervisor took during the run (see steal_share).
     steal: float = 0.0
+    # Entries per group-commit batch during the run (the server's /metrics; 0: not measured).
+    batch_mean: float = 0.0
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
@@ -197,6 +199,17 @@ def parse_wrk(output: str) -> Figures:
     if errors:
         raise RuntimeError(f"{errors.group(1)} non-2xx answers during the run")
     return Figures(rps, p50, p99)
+
+
+def batch_totals(metrics_text: str) -> tuple[float, float]:
+    """(batches, entries) so far from a Kluis server's ``kluis_audit_batch_entries`` histogram."""
+    count = re.search(r"^kluis_audit_batch_entries_count (\S+)$", metrics_text, re.M)
+    total = re.search(r"^kluis_audit_batch_entries_sum (\S+)$", metrics_text, re.M)
+    return (float(count.group(1)) if count else 0.0, float(total.group(1)) if total else 0.0)
+
+
+def batches_of(base: str) -> tuple[float, float]:
+    return batch_totals(httpx.get(base + "/metrics", timeout=10).text)
 
 
 def measured(
@@ -421,6 +434,7 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                         )
                     )
                     time.sleep(3)  # let a saturated worker drain before the next run
+                    batches_before = batches_of(base)
                     read_runs.append(
                         measured(
                             base + "/api/v1/records/inkomen",
@@ -431,6 +445,8 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                             database=db == "postgres",
                         )
                     )
+                    batches, entries = (b - a for a, b in zip(batches_before, batches_of(base), strict=True))
+                    read_runs[-1].batch_mean = entries / batches if batches else 0.0
                     # The pause after a read run probes the disk (the bare endpoint does not use it).
                     flushes += disk_flushes(data_dir, 2.5)
                     time.sleep(0.5)
@@ -452,6 +468,12 @@ def run(db: str, concurrencies: list[int], seconds: int, runs: int) -> list[tupl
                 print(
                     f"{'':8} {'':5} {disk_report(flushes)} | hypervisor steal during the runs: "
                     f"bare {bare.steal:.0%}, read {read.steal:.0%}",
+                    flush=True,
+                )
+                means = sorted(r.batch_mean for r in read_runs)
+                print(
+                    f"{'':8} {'':5} group commit: {statistics.median(means):.1f} entries per durable "
+                    f"commit (median of the runs; {means[0]:.1f}-{means[-1]:.1f})",
                     flush=True,
                 )
     finally:

@@ -99,3 +99,18 @@ def test_disk_report_gives_median_99th_percentile_and_worst() -> None:
     assert "p50 1.00 ms" in report and "p99 140.00 ms" in report and "max 140.0 ms" in report
     assert disk_report([0.002] * 200 + [0.009, 0.3]).count("p99 2.00 ms") == 1
     assert disk_report([]) == "disk: not probed"
+
+
+def test_batch_totals_read_the_group_commit_histogram() -> None:
+    from bench.bench_read import batch_totals
+
+    scraped = (
+        "# HELP kluis_audit_batch_entries Entries per batch\n"
+        "# TYPE kluis_audit_batch_entries histogram\n"
+        'kluis_audit_batch_entries_bucket{le="1.0"} 3.0\n'
+        "kluis_audit_batch_entries_count 12.0\n"
+        "kluis_audit_batch_entries_sum 87.0\n"
+        "kluis_audit_batch_entries_created 1.7e+09\n"
+    )
+    assert batch_totals(scraped) == (12.0, 87.0)
+    assert batch_totals("kluis_http_requests_total 5.0\n") == (0.0, 0.0)  # a server without it
