@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from audit import tags
 from consent import auditing
-from consent.assertions import unverified_subject, verify_assertion
+from consent.assertions import LEEWAY, unverified_subject, verify_assertion
 from consent.errors import (
     DepartmentNotFoundError,
     InvalidClientConfigError,
@@ -237,7 +237,8 @@ class ClientService:
         else:
             raise InvalidClientError("no_keys_registered")
         epoch = int(now.timestamp())
-        # Expired ids of this client can go: an assertion past its exp is refused anyway.
+        # Expired ids of this client can go: an assertion past its exp (and the leeway the check
+        # allows after it) is refused anyway.
         session.execute(
             delete(UsedAssertion).where(
                 col(UsedAssertion.client_id) == client.id, expired(UsedAssertion, now)
@@ -247,7 +248,9 @@ class ClientService:
         def remember(jti: str, exp: int) -> bool:
             if session.get(UsedAssertion, (client.id, jti)) is not None:
                 return False
-            expires = datetime.fromtimestamp(max(exp, epoch), UTC)
+            # Kept as long as the assertion passes the check, which allows LEEWAY after its exp:
+            # forgotten at its exp, it could be replayed in that minute.
+            expires = datetime.fromtimestamp(max(exp + LEEWAY, epoch), UTC)
             session.add(UsedAssertion(client_id=client.id, jti=jti, expires_at=expires))
             session.flush()
             return True

@@ -144,7 +144,8 @@ class RevokedToken(SQLModel, table=True):
 
 
 def expired(model: type[UsedAssertion] | type[RevokedToken], now: datetime) -> ColumnElement[bool]:
-    """The rows of ``model`` that protect nothing any more: past their expiry (an assertion, a proof
-    or a token that old is refused on its age alone). One rule for whoever deletes them: the
-    clients' and tokens' own clean-up on their way, and housekeeping."""
+    """The rows of ``model`` that protect nothing any more: past their ``expires_at``, which their
+    writers set to when the assertion, proof or token is refused on its age alone (for an assertion:
+    its ``exp`` plus the check's leeway). One rule for whoever deletes them: the clients' and
+    tokens' own clean-up on their way, and housekeeping."""
     return col(model.expires_at) < now

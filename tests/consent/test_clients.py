@@ -147,6 +147,16 @@ def test_a_replayed_assertion_is_refused(db, consent, ctx, town, jwt_client: str
     assert row["reason"] == "assertion_replayed" and row["client_id"] == jwt_client
 
 
+def test_an_assertion_replayed_after_its_exp_but_within_the_leeway_is_refused(
+    db, consent, ctx, town, jwt_client: str, key: ECKey, clock: Clock
+):
+    now = int(clock().timestamp())
+    value = assertion(jwt_client, key, issued_at=now, expires_at=now + 30)
+    authenticate(db, consent, ctx, with_assertion(value))
+    clock.advance(seconds=45)  # past its exp, but the check allows a minute's leeway after it
+    assert refused(db, consent, ctx, with_assertion(value)) == "assertion_replayed"
+
+
 def forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
     def enc(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).decode().rstrip("=")
