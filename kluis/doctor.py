@@ -34,18 +34,17 @@ def secret_clients(services: Services) -> list[str]:
 
 
 # PostgreSQL settings without which a commit is not durable: the data API answers only after its
-# audit entry committed, which means nothing if the commit can be lost in a crash.
-DURABLE_POSTGRES = {
-    "fsync": {"on"},
-    "full_page_writes": {"on"},
-    "synchronous_commit": {"on", "remote_apply", "remote_write", "local"},
-}
+# audit entry committed, which means nothing if the commit can be lost in a crash. The first two are
+# the server's storage; a managed service with a storage layer of its own may report them off.
+STORAGE_SETTINGS = {"fsync": {"on"}, "full_page_writes": {"on"}}
+COMMIT_SETTINGS = {"synchronous_commit": {"on", "remote_apply", "remote_write", "local"}}
 
 
 def durability(services: Services) -> list[str]:
     """Production refuses a database whose commits can be lost in a crash (power loss, a killed
-    server): SQLite below ``synchronous=FULL``, PostgreSQL with ``fsync``, ``full_page_writes`` or
-    ``synchronous_commit`` off, as the server, the database or the role sets them for Kluis's
+    server): SQLite below ``synchronous=FULL``; PostgreSQL with ``synchronous_commit`` off, or with
+    ``fsync`` or ``full_page_writes`` off unless ``KLUIS_POSTGRES_STORAGE_IS_DURABLE`` says the
+    service's storage makes up for it; as the server, the database or the role sets them for Kluis's
     connections (``SHOW`` gives what a connection of Kluis gets)."""
     settings = services.settings
     if not settings.is_production:
@@ -54,18 +53,27 @@ def durability(services: Services) -> list[str]:
         if settings.sqlite_synchronous != "FULL":
             return ["KLUIS_SQLITE_SYNCHRONOUS must be FULL in production: at NORMAL a commit can be lost"]
         return []
+    required = dict(COMMIT_SETTINGS)
+    if not settings.postgres_storage_is_durable:
+        required.update(STORAGE_SETTINGS)
     problems: list[str] = []
     try:
         with services.db.read_session() as session:
-            for name, durable in DURABLE_POSTGRES.items():
+            for name, durable in required.items():
                 value = str(session.execute(text(f"SHOW {name}")).scalar_one())
                 if value not in durable:
                     problems.append(
                         f"PostgreSQL {name} is {value} for Kluis's connections: a committed audit entry can "
                         f"be lost in a crash after its data has left; set {name} = on"
+                        + (
+                            ""
+                            if name in COMMIT_SETTINGS
+                            else " (or KLUIS_POSTGRES_STORAGE_IS_DURABLE=true "
+                            "on a managed service whose storage makes commits durable)"
+                        )
                     )
-    except SQLAlchemyError:
-        return ["the database cannot be read (run `kluis init`, check KLUIS_DATABASE_URL)"]
+    except SQLAlchemyError as exc:
+        return [f"PostgreSQL's durability settings cannot be read ({type(exc).__name__}): is it reachable?"]
     return problems
 
 

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # FULL makes every commit survive power loss; the hot path groups commits to pay for it once.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     allow_sqlite_in_production: bool = False
+    # A managed PostgreSQL whose own storage layer makes commits durable reports fsync (and maybe
+    # full_page_writes) off, e.g. Neon: true lets production accept that (synchronous_commit must
+    # still be on: kluis doctor).
+    postgres_storage_is_durable: bool = False
     allow_client_secret_in_production: bool = False
     # ``/metrics`` answers only with ``Authorization: Bearer <this>`` when set; production requires
     # it unless the operator states that /metrics is reachable from the internal network only.

@@ -88,28 +88,45 @@ def test_production_lists_every_problem_and_refuses_to_start(tmp_path: Path) -> 
 
 
 @pytest.mark.postgres
-def test_production_refuses_a_database_whose_commits_can_be_lost(tmp_path: Path) -> None:
+def test_production_refuses_a_postgresql_whose_commits_can_be_lost(tmp_path: Path) -> None:
     from kluis.doctor import durability
     from kluis.wiring import build_services
     from tests.conftest import postgres_schema
 
+    def commit_problems(database_url: str, *, storage_is_durable: bool = False) -> list[str]:
+        configured = Settings(
+            env="production",
+            data_dir=tmp_path,
+            database_url=database_url,
+            postgres_storage_is_durable=storage_is_durable,
+        )
+        services = build_services(configured)
+        try:
+            return [p for p in durability(services) if "synchronous_commit" in p]
+        finally:
+            services.close()
+
     with postgres_schema("doctor_") as url:
         # The session's own setting, as a role or database default would give it to Kluis.
         careless = url.replace("?options=", "?options=-csynchronous_commit%3Doff%20")
-        found: dict[str, list[str]] = {}
-        for name, database_url in (("as configured", url), ("careless", careless)):
-            services = build_services(
-                Settings(env="production", data_dir=tmp_path, database_url=database_url)
-            )
-            try:
-                found[name] = [p for p in durability(services) if "synchronous_commit" in p]
-            finally:
-                services.close()
         # (fsync and full_page_writes are the server's, whatever this machine has: not asserted.)
-        assert found["as configured"] == []
-        assert len(found["careless"]) == 1 and "synchronous_commit is off" in found["careless"][0]
-    loose = build_services(Settings(env="production", data_dir=tmp_path, sqlite_synchronous="NORMAL"))
-    try:
-        assert ["KLUIS_SQLITE_SYNCHRONOUS must be FULL" in p for p in durability(loose)] == [True]
-    finally:
-        loose.close()
+        assert commit_problems(url) == []
+        [problem] = commit_problems(careless)
+        assert "synchronous_commit is off" in problem
+        # A managed service's durable storage excuses fsync, never an unsynchronised commit.
+        assert len(commit_problems(careless, storage_is_durable=True)) == 1
+
+
+def test_production_refuses_sqlite_below_full_synchronous(tmp_path: Path) -> None:
+    from kluis.doctor import durability
+    from kluis.wiring import build_services
+
+    for synchronous, expected in (("FULL", []), ("NORMAL", ["KLUIS_SQLITE_SYNCHRONOUS must be FULL"])):
+        services = build_services(
+            Settings(env="production", data_dir=tmp_path, sqlite_synchronous=synchronous)
+        )
+        try:
+            found = [e for e in expected for p in durability(services) if e in p]
+        finally:
+            services.close()
+        assert found == expected, synchronous
