@@ -74,6 +74,10 @@ class ReadOutcome:
         return self.content
 
 
+# The source of a record version a department wrote through the data API (``department:<code>``).
+DEPARTMENT_SOURCE = "department:"
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Who acts, in which trace, at what time: passed to every service call that is audited."""
@@ -832,7 +836,13 @@ class VaultService:
         resident = self._granted(session, ctx, grant, tags.RECORD_WRITTEN, category, write=True)
         try:
             return self.put_record(
-                session, ctx, resident, category, data, source=f"department:{grant.department}", grant=grant
+                session,
+                ctx,
+                resident,
+                category,
+                data,
+                source=DEPARTMENT_SOURCE + grant.department,
+                grant=grant,
             )
         except (InvalidInputError, NotFoundError) as exc:
             # The attempt is audited too; the refused document itself is not kept anywhere.

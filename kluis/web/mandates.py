@@ -26,7 +26,8 @@ from kluis.web.labels import N_
 from kluis.web.models import Mandate
 from vault.errors import InvalidInputError, NotFoundError, ResidentErasedError
 from vault.models import Resident
-from vault.services import Context, VaultService, new_id
+from vault.schemas import RecordContent
+from vault.services import DEPARTMENT_SOURCE, Context, VaultService, new_id
 
 BRP_CATEGORY = "brp.persoon"
 MAX_MANDATE = timedelta(days=5 * 366)
@@ -163,21 +164,31 @@ class MandateService:
         )
 
     # -- gezag --------------------------------------------------------------------------------------
-    def own_brp(self, session: Session, resident: Resident) -> dict[str, Any] | None:
-        """The resident's own ``brp.persoon`` record, for the portal's own use (not audited as a
-        read: the data goes to no one but the resident it is about)."""
+    def _brp(self, session: Session, resident: Resident) -> RecordContent | None:
         if resident.erased_at is not None:
             return None
         for content in self.vault.all_records(session, resident):
             if content.category == BRP_CATEGORY:
-                return content.data
+                return content
         return None
 
+    def own_brp(self, session: Session, resident: Resident) -> dict[str, Any] | None:
+        """The resident's own ``brp.persoon`` record, for the portal's own use (not audited as a
+        read: the data goes to no one but the resident it is about)."""
+        content = self._brp(session, resident)
+        return None if content is None else content.data
+
     def children_with_gezag(self, session: Session, parent: Resident) -> list[Principal]:
-        """The minors over whom the BRP says ``parent`` holds authority and who have a vault."""
-        record = self.own_brp(session, parent)
-        if record is None:
+        """The minors over whom the BRP says ``parent`` holds authority and who have a vault.
+
+        Only a version that came from the registry counts (an import, the operator, the demo): a
+        department with a write grant on ``brp.persoon`` could otherwise write a gezag relation
+        over anyone into a resident's record and so give them that person's vault. A department's
+        version gives no authority until the next import from the BRP replaces it."""
+        content = self._brp(session, parent)
+        if content is None or content.source.startswith(DEPARTMENT_SOURCE):
             return []
+        record = content.data
         try:
             relations = gezag_relations(record)
             parent_bsn = self.vault.reveal_bsn(parent)

@@ -384,3 +384,40 @@ def test_a_parent_approves_a_request_for_their_child_and_both_see_it_in_their_hi
     own = parent.get("/portaal/gegevens")
     parent.post("/portaal/namens/stoppen", data={"csrf_token": csrf_of(own.text)})
     assert "namens" in parent.get("/portaal/inzage").text.lower()
+
+
+def test_gezag_comes_only_from_the_registry_never_from_a_department_s_write(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    from kluis.web.mandates import MandateService
+    from tests.portal.conftest import DECIDER, brp_record, operator
+
+    services = server.services
+    mandates = MandateService(services.vault)
+    with services.db.read_session() as session:
+        decider = services.vault.resident_by_bsn(session, server.tenant.id, DECIDER)
+        record = dict(mandates.own_brp(session, decider) or brp_record("Beslisser"))
+    # A gezag relation over OTHER (an adult with a vault) in DECIDER's brp.persoon.
+    record["gezag"] = [
+        {
+            "type": "EenhoofdigOuderlijkGezag",
+            "minderjarige_bsn": OTHER,
+            "meerderjarigen": [{"rol": "ouder", "bsn": DECIDER}],
+        }
+    ]
+    other_id = _resident_id(server, OTHER)
+
+    def children_after_a_version_from(source: str) -> list[str]:
+        with services.db.session() as session:
+            resident = services.vault.resident(session, server.tenant.id, decider.id)
+            services.vault.put_record(session, operator(), resident, "brp.persoon", record, source=source)
+        with services.db.read_session() as session:
+            resident = services.vault.resident(session, server.tenant.id, decider.id)
+            return [p.resident.id for p in mandates.children_with_gezag(session, resident)]
+
+    assert children_after_a_version_from("brp") == [other_id]  # the registry's word counts
+    assert children_after_a_version_from("department:jeugdzorg") == []  # a department's does not
+    client = login(server, clients, DECIDER)
+    token = csrf_of(client.get("/portaal/gegevens").text)
+    answer = client.post("/portaal/namens", data={"principal": f"gezag:{other_id}", "csrf_token": token})
+    assert answer.status_code == 404
