@@ -147,7 +147,9 @@ class KluisMiddleware:
 
         received = 0
         limit = self.max_body_bytes
-        scanner = JsonDepthScanner() if b"json" in content_type else None
+        # Media types are case-insensitive (RFC 9110 §8.3.1), and FastAPI parses "Application/JSON"
+        # as JSON: the check must see it too.
+        scanner = JsonDepthScanner() if b"json" in content_type.lower() else None
 
         async def limited_receive() -> Message:
             nonlocal received

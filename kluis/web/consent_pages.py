@@ -20,7 +20,7 @@ from consent.schemas import ResidentPrincipal
 from kluis.api.deps import NowDep, ServicesDep
 from kluis.web import labels
 from kluis.web.csrf import require_csrf
-from kluis.web.deps import PortalDep, Viewer, ViewerDep
+from kluis.web.deps import Portal, PortalDep, Viewer, ViewerDep
 from kluis.web.errors import PageNotFoundError
 from kluis.web.i18n import TIMEZONE
 from kluis.web.labels import N_
@@ -73,8 +73,21 @@ def request_page(
     services: ServicesDep,
     portal: PortalDep,
     now: NowDep,
+) -> Response:
+    return _request_page(request, request_id, viewer, services, portal, now)
+
+
+def _request_page(
+    request: Request,
+    request_id: str,
+    viewer: Viewer,
+    services: Services,
+    portal: Portal,
+    now: datetime,
     error: str | None = None,
 ) -> Response:
+    """The request page; ``error``, a message id of the catalogues (never a value from the request:
+    the template translates it, and a translation is trusted HTML), after a refused decision."""
     consent = consent_service(services)
     with services.db.read_session() as session:
         try:
@@ -126,7 +139,7 @@ def approve(
             raise PageNotFoundError from None
         except (consent_errors.InvalidInputError, consent_errors.ConflictError, ValueError):
             message = N_("Choose at least one kind of data and an end date that is not later than asked.")
-            return request_page(request, request_id, viewer, services, portal, now, error=message)
+            return _request_page(request, request_id, viewer, services, portal, now, error=message)
     return RedirectResponse("/portaal/toestemmingen?klaar=approved", status_code=303)
 
 

@@ -357,6 +357,11 @@ def test_a_parent_approves_a_request_for_their_child_and_both_see_it_in_their_hi
     listing = parent.get("/portaal/verzoeken")
     [request_id] = re.findall(r'href="/portaal/verzoeken/([0-9a-f]+)"', listing.text)
     detail = parent.get(f"/portaal/verzoeken/{request_id}")
+    # The page's error is the portal's own message, never one from the URL (a translation is HTML).
+    injected = parent.get(
+        f"/portaal/verzoeken/{request_id}", params={"error": "<a href=//evil.example>x</a>"}
+    )
+    assert injected.status_code == 200 and "evil.example" not in injected.text
     approved = parent.post(
         f"/portaal/verzoeken/{request_id}/goedkeuren",
         data={"csrf_token": csrf_of(detail.text), "categories": "jeugdzorg.dossier"},
