@@ -33,6 +33,9 @@ ALGORITHMS: dict[str, frozenset[str]] = {
 }
 MAX_LIFETIME = 3600 + 60  # authlib's own signer makes assertions valid for an hour
 LEEWAY = 60
+# How much longer than an assertion is accepted its id is kept: nodes whose clocks differ a little
+# must not forget an id that another node would still accept (tokens.py allows a minute too).
+CLOCK_MARGIN = 60
 
 
 class _Verifier(JWTBearerClientAssertion):  # type: ignore[misc]  # authlib is untyped
@@ -99,7 +102,12 @@ def verify_assertion(
     except (JoseError, ValueError, TypeError):
         raise InvalidClientError("assertion_bad_signature") from None
     exp = token.claims.get("exp")
-    if isinstance(exp, int) and exp - now > MAX_LIFETIME:
+    # A whole number of seconds (RFC 7519 NumericDate, as every client library writes it): the
+    # replay store keeps ids until exp plus the leeway, in whole seconds, and the lifetime cap
+    # must see every exp (a fractional one slipped past both).
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        raise InvalidClientError("assertion_malformed")
+    if exp - now > MAX_LIFETIME:
         raise InvalidClientError("assertion_lifetime_too_long")
     try:
         verifier.verify_claims(token.claims)

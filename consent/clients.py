@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from audit import tags
 from consent import auditing
-from consent.assertions import LEEWAY, unverified_subject, verify_assertion
+from consent.assertions import CLOCK_MARGIN, LEEWAY, unverified_subject, verify_assertion
 from consent.errors import (
     DepartmentNotFoundError,
     InvalidClientConfigError,
@@ -248,9 +248,10 @@ class ClientService:
         def remember(jti: str, exp: int) -> bool:
             if session.get(UsedAssertion, (client.id, jti)) is not None:
                 return False
-            # Kept as long as the assertion passes the check, which allows LEEWAY after its exp:
-            # forgotten at its exp, it could be replayed in that minute.
-            expires = datetime.fromtimestamp(max(exp + LEEWAY, epoch), UTC)
+            # Kept as long as the assertion passes the check, which allows LEEWAY after its exp
+            # (forgotten at its exp, it could be replayed in that minute), and a margin for nodes
+            # whose clocks differ.
+            expires = datetime.fromtimestamp(max(exp + LEEWAY + CLOCK_MARGIN, epoch), UTC)
             session.add(UsedAssertion(client_id=client.id, jti=jti, expires_at=expires))
             session.flush()
             return True

@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from audit import tags
 from consent import auditing
 from consent.assertions import ALGORITHMS as ASSERTION_ALGORITHMS
+from consent.assertions import CLOCK_MARGIN
 from consent.dpop import MAX_AGE_SECONDS as DPOP_MAX_AGE_SECONDS
 from consent.errors import (
     AuthorizationPendingError,
@@ -532,7 +533,8 @@ class OAuthServer:
                     tenant_id=grant.tenant_id,
                     grant_id=grant.id,
                     revoked_at=ctx.now,
-                    expires_at=datetime.fromtimestamp(verified.expires_at, UTC),
+                    # A margin past the token's exp for nodes whose clocks differ a little.
+                    expires_at=datetime.fromtimestamp(verified.expires_at + CLOCK_MARGIN, UTC),
                 )
             )
             self._audit_revoked(session, ctx, grant, "access_token", verified.jti)

@@ -176,6 +176,8 @@ def forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b""
         ("embedded_jwk", "assertion_header_not_allowed"),
         ("other_issuer", "assertion_wrong_client"),
         ("too_long_lived", "assertion_lifetime_too_long"),
+        ("fractional_exp", "assertion_malformed"),
+        ("far_fractional_exp", "assertion_malformed"),
         ("garbage", "assertion_malformed"),
     ],
 )
@@ -209,6 +211,9 @@ def test_bad_assertions_are_refused_and_audited(
         ),
         "other_issuer": lambda: assertion(jwt_client, key, claims={"iss": "someone-else"}),
         "too_long_lived": lambda: assertion(jwt_client, key, expires_at=now + 86400),
+        # Not whole seconds: refused (it escaped the lifetime cap and outlived its replay record).
+        "fractional_exp": lambda: assertion(jwt_client, key, claims={"exp": now + 30.5}),
+        "far_fractional_exp": lambda: assertion(jwt_client, key, claims={"exp": now + 315_360_000.5}),
         "garbage": lambda: "not.a.jwt",
     }[case]()
     assert refused(db, consent, ctx, with_assertion(value, client_id=jwt_client)) == reason
