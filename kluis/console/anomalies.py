@@ -359,7 +359,10 @@ def repeated_denials(
     client per day, linking the densest window's refusals."""
     refused: dict[tuple[str, date], list[Event]] = defaultdict(list)
     for event in events:
-        if event.decision == "deny" and event.by_staff and event.time in period:
+        # A refused token whose signature did not verify (details.verified false) names a client
+        # only because the token says so: anyone can make one, so it counts against no one.
+        forged = event.details.get("verified") is False
+        if event.decision == "deny" and event.by_staff and event.time in period and not forged:
             refused[(event.who, _day(event.time, zone))].append(event)
     window = timedelta(minutes=settings.window_minutes)
     findings = []

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
+from audit import tags
 from kluis.console import anomalies
 from kluis.console.anomalies import Finding, GrantEnd, RuleSet
 from tests.console.history import PERIOD, ZONE, History, local, normal_history, period_day
@@ -128,6 +129,34 @@ def test_repeated_refusals_within_the_window_are_found() -> None:
     found = only(run(history), "repeated_denials")
     assert [f.key for f in found] == [f"repeated_denials:client-x:{day.isoformat()}"]
     assert found[0].count == 5 and found[0].params["minutes"] == 60
+
+
+def test_refused_tokens_that_no_one_signed_count_against_no_client() -> None:
+    # Anyone can make a token that names client-x; refused unverified, it is no sign of client-x.
+    history = normal_history(1)
+    day = period_day(3)
+    for n in range(6):
+        history.add(
+            local(day, 14, n),
+            tags.TOKEN_REFUSED,
+            actor_type="client",
+            actor_id="client-x",
+            client_id="client-x",
+            decision="deny",
+            details={"verified": False},
+        )
+    assert only(run(history), "repeated_denials") == []
+    for n in range(6):  # the same refusals of tokens that did verify are found
+        history.add(
+            local(day, 15, n),
+            tags.TOKEN_REFUSED,
+            actor_type="client",
+            actor_id="client-x",
+            client_id="client-x",
+            decision="deny",
+            details={"verified": True},
+        )
+    assert len(only(run(history), "repeated_denials")) == 1
 
 
 def test_four_refusals_or_refusals_spread_over_the_day_are_not_found() -> None:
