@@ -14,7 +14,7 @@ from audit import leaf, merkle, tags
 from audit import services as audit_log
 from audit.checkpoints import CheckpointVerifier
 from audit.errors import AuditError
-from audit.schemas import AuditQuery
+from audit.schemas import AuditEvent, AuditQuery
 from kluis.api.audit import latest_checkpoint
 from kluis.api.deps import NowDep, ServicesDep
 from kluis.web import i18n
@@ -34,9 +34,12 @@ MAX_ENTRIES = 1000  # the most recent; the JSON API (/api/v1/me/access-log) page
 
 
 def entries_for(session: Session, services: Services, viewer: Viewer) -> list[AccessEntry]:
-    """The audit entries about the subject, and those made on their behalf, newest first. The
-    subject's own logins only to the subject: when they are a resident's own business, not their
-    representative's (who sees what was done with the data, not when its owner looked at it)."""
+    """The audit entries about the subject, and those made on their behalf, newest first.
+
+    To the subject themself also what they did for others (as a representative) and their logins.
+    A representative sees what was done with the subject's data only: not when its owner logged in,
+    nor what the owner did for a third person (a parent's acts for their child are not the business
+    of the parent's own representative)."""
     query = AuditQuery(involving=viewer.subject_pseudonym)
     page = audit_log.search(session, viewer.tenant_id, query, limit=MAX_ENTRIES)
     return [
@@ -54,8 +57,15 @@ def entries_for(session: Session, services: Services, viewer: Viewer) -> list[Ac
             decision=logged.event.decision,
         )
         for logged in page.entries
-        if viewer.is_self or logged.event.name != tags.RESIDENT_LOGGED_IN
+        if viewer.is_self or _about_the_subject(logged.event, viewer.subject_pseudonym)
     ]
+
+
+def _about_the_subject(event: AuditEvent, subject: str) -> bool:
+    """An entry about ``subject``'s data or an act on their behalf; not their own login."""
+    if event.name == tags.RESIDENT_LOGGED_IN:
+        return False
+    return subject in (event.data_subject_id, event.actor.on_behalf_of)
 
 
 def names_for(session: Session, services: Services, viewer: Viewer) -> Names:

@@ -395,19 +395,20 @@ def test_gezag_comes_only_from_the_registry_never_from_a_department_s_write(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
     from kluis.web.mandates import MandateService
-    from tests.portal.conftest import DECIDER, brp_record, operator
+    from tests.portal.conftest import brp_record, operator
 
+    claimant_bsn = "999990135"  # a resident of this test alone (others erase theirs)
     services = server.services
     mandates = MandateService(services.vault)
-    with services.db.read_session() as session:
-        decider = services.vault.resident_by_bsn(session, server.tenant.id, DECIDER)
-        record = dict(mandates.own_brp(session, decider) or brp_record("Beslisser"))
-    # A gezag relation over OTHER (an adult with a vault) in DECIDER's brp.persoon.
+    with services.db.session() as session:
+        decider = services.vault.add_resident(session, operator(), server.tenant, claimant_bsn)
+    record = brp_record("Claimant")
+    # A gezag relation over OTHER (an adult with a vault) in the claimant's brp.persoon.
     record["gezag"] = [
         {
             "type": "EenhoofdigOuderlijkGezag",
             "minderjarige_bsn": OTHER,
-            "meerderjarigen": [{"rol": "ouder", "bsn": DECIDER}],
+            "meerderjarigen": [{"rol": "ouder", "bsn": claimant_bsn}],
         }
     ]
     other_id = _resident_id(server, OTHER)
@@ -422,7 +423,29 @@ def test_gezag_comes_only_from_the_registry_never_from_a_department_s_write(
 
     assert children_after_a_version_from("brp") == [other_id]  # the registry's word counts
     assert children_after_a_version_from("department:jeugdzorg") == []  # a department's does not
-    client = login(server, clients, DECIDER)
+    client = login(server, clients, claimant_bsn)
     token = csrf_of(client.get("/portaal/gegevens").text)
     answer = client.post("/portaal/namens", data={"principal": f"gezag:{other_id}", "csrf_token": token})
     assert answer.status_code == 404
+
+
+def test_a_representative_sees_what_was_done_with_the_subject_s_data_only() -> None:
+    from audit import tags
+    from audit.schemas import Actor, AuditEvent, TraceContext
+    from kluis.web.history_pages import _about_the_subject
+    from kluis.wiring import utcnow
+
+    def entry(name: str, actor: Actor, subject: str | None) -> AuditEvent:
+        now = utcnow()
+        return AuditEvent("t", name, actor, TraceContext.new(), now, now, data_subject_id=subject)
+
+    parent, child = "p-parent", "p-child"
+    department = Actor(type="client", id="client-x")
+    assert _about_the_subject(entry(tags.RECORD_READ, department, parent), parent)
+    acting_for_parent = Actor(type="representative", id="p-rep", on_behalf_of=parent)
+    assert _about_the_subject(entry(tags.REQUEST_APPROVED, acting_for_parent, parent), parent)
+    # The parent's own acts for their child, and the parent's logins: not for the parent's representative.
+    for_the_child = Actor(type="representative", id=parent, on_behalf_of=child)
+    assert not _about_the_subject(entry(tags.REQUEST_APPROVED, for_the_child, child), parent)
+    own_login = Actor(type="resident", id=parent)
+    assert not _about_the_subject(entry(tags.RESIDENT_LOGGED_IN, own_login, parent), parent)
