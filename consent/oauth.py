@@ -464,7 +464,7 @@ class OAuthServer:
         outcome = self.guard.check(session, token, ctx.now)
         if not isinstance(outcome, Refusal) and outcome.client_id == client.client_id:
             verified = self.tokens.verify_access_token(session, token, ctx.now)
-            return {
+            answer: dict[str, Any] = {
                 "active": True,
                 "token_type": "Bearer",
                 "iss": self.config.issuer,
@@ -476,6 +476,12 @@ class OAuthServer:
                 "jti": verified.jti,
                 "authorization_details": verified.claims["authorization_details"],
             }
+            if verified.dpop_jkt is not None:
+                # RFC 9449 §6.2: a bound token says so, with its key's thumbprint, so that whoever
+                # relies on the answer never takes it for a bearer token.
+                answer["token_type"] = "DPoP"  # noqa: S105 - a token type, not a secret
+                answer["cnf"] = {"jkt": verified.dpop_jkt}
+            return answer
         match = REFRESH.match(token)
         grant = session.get(Grant, match.group(1)) if match else None
         if (

@@ -319,6 +319,7 @@ def test_another_department_cannot_use_a_grant(db, consent, clock, town):
         )
         consent.oauth.revoke(s, client_ctx(clock, jeugdzorg), jeugdzorg, {"token": [response.access_token]})
     assert seen == {"active": False} and own["active"] is True
+    assert own["token_type"] == "Bearer" and "cnf" not in own  # a bearer token says nothing more
     assert isinstance(
         check(db, consent, clock, response.access_token), AccessGrant
     )  # not revoked by jeugdzorg
@@ -488,3 +489,9 @@ def test_dpop_bound_clients_get_bound_tokens_only(db, consent, clock, town, ctx)
     assert response.token_type == "DPoP"
     grant = check(db, consent, clock, response.access_token)
     assert isinstance(grant, AccessGrant) and grant.dpop_jkt == "thumbprint"
+    # Introspection says it is bound, and to which key (RFC 9449 §6.2).
+    with db.session() as s:
+        seen = consent.oauth.introspect(
+            s, client_ctx(clock, client), client, {"token": [response.access_token]}
+        )
+    assert seen["active"] is True and seen["token_type"] == "DPoP" and seen["cnf"] == {"jkt": "thumbprint"}
