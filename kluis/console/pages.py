@@ -412,9 +412,13 @@ def finding_page(
     officer: OfficerDep,
     console: ConsoleDep,
     services: ServicesDep,
+    now: NowDep,
 ) -> Response:
-    with services.db.read_session() as session:
+    with services.db.session() as session:
         finding = console.service.finding(session, officer.tenant_id, finding_id)
+        # Recorded before the entries are read: the officer sees them as a search's results.
+        console.service.log_finding_view(session, context(request, officer, now), officer.tenant_id, finding)
+    with services.db.read_session() as session:
         entries = console.service.finding_entries(session, officer.tenant_id, finding)
     names = _names(services, officer, language(request))
     return console.templates.render(

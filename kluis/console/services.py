@@ -538,6 +538,16 @@ class ConsoleService:
         found = (self._logged(session, tenant_id, seq) for seq in sorted(finding.sequences)[:limit])
         return [item for item in found if item is not None]
 
+    def log_finding_view(self, session: Session, ctx: Context, tenant_id: str, finding: FindingView) -> None:
+        """Audit that the officer opened a finding's entries (as a search of them) and commit:
+        they are shown like a search's results, so they are recorded like one."""
+        details: dict[str, str | int | bool | None] = {
+            "finding": finding.id,
+            "entries": len(finding.sequences),
+        }
+        self.record(session, ctx, tenant_id, tags.LOG_SEARCHED, details=details)
+        session.commit()
+
     def review(
         self, session: Session, ctx: Context, tenant_id: str, finding_id: str, note: str
     ) -> FindingView:

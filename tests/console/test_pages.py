@@ -328,6 +328,9 @@ def test_analysis_finds_the_patterns_and_a_review_is_audited(
     assert ids
     finding = client.get(f"/fg/bevindingen/{ids[0]}")
     assert finding.status_code == 200 and ENTRY_LINK.search(finding.text)
+    # Its entries were shown as a search's results, and recorded as one.
+    opened = [e for e in server.entries(server.a, tags.LOG_SEARCHED) if e.details.get("finding") == ids[0]]
+    assert opened and isinstance(opened[0].details["entries"], int)
     token = csrf_of(finding.text)
     empty = client.post(f"/fg/bevindingen/{ids[0]}/beoordelen", data={"note": "  ", "csrf_token": token})
     assert empty.headers["location"].endswith("?fout=1")
