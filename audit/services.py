@@ -440,7 +440,9 @@ def get_entries(session: Session, tenant_id: str, start: int, end: int) -> list[
     return [LogEntry(seq=r.seq, leaf_bytes=r.leaf_bytes, leaf_hash=r.leaf_hash) for r in rows]
 
 
-def _subtrees(conn: Connection, tenant_id: str, wanted: set[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+def stored_subtrees(
+    conn: Connection, tenant_id: str, wanted: set[merkle.NodeId]
+) -> dict[merkle.NodeId, bytes]:
     """The stored hashes of perfect subtrees, in one statement of primary-key look-ups (leaf hashes
     from ``audit_entry``, the rest from ``audit_node``). Raises ``LogStateError`` if one is
     missing: a complete tree has every one of them.
@@ -488,7 +490,7 @@ def _subtrees(conn: Connection, tenant_id: str, wanted: set[merkle.NodeId]) -> d
 
 
 def _range_hashes(conn: Connection, tenant_id: str, ranges: list[merkle.Range]) -> list[bytes]:
-    stored = _subtrees(conn, tenant_id, merkle.nodes_for(ranges))
+    stored = stored_subtrees(conn, tenant_id, merkle.nodes_for(ranges))
     return merkle.hashes_for(ranges, stored.__getitem__)
 
 

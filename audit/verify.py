@@ -43,9 +43,10 @@ from sqlalchemy.orm import Session
 
 from audit import leaf, merkle, rawsql
 from audit.checkpoints import CheckpointVerifier
-from audit.errors import CheckpointSignatureError, LeafFormatError, UnknownLogError
+from audit.errors import CheckpointSignatureError, LeafFormatError, LogStateError, UnknownLogError
 from audit.models import CHECKPOINT, ENTRY, NODE, STATE
 from audit.schemas import b64
+from audit.services import stored_subtrees
 
 DamageKind = Literal["altered", "missing", "reordered", "truncated", "rolled_back", "bad_signature"]
 Where = Literal["entry", "node", "state", "checkpoint", "log"]
@@ -273,15 +274,19 @@ class Walker:
 
 
 # -- the database ---------------------------------------------------------------------------------
-def checkpoint_rows(conn: Connection, tenant_id: str, low: int, high: int | None) -> list[StoredCheckpoint]:
-    """Stored checkpoints with ``low < tree_size <= high`` (no upper bound if ``high`` is None)."""
+def checkpoint_rows(
+    conn: Connection, tenant_id: str, low: int, high: int | None, *, newest_only: bool = False
+) -> list[StoredCheckpoint]:
+    """Stored checkpoints with ``low < tree_size <= high`` (no upper bound if ``high`` is None), in
+    order; with ``newest_only`` just the largest of them."""
     c = CHECKPOINT.c
     stmt = select(c.tree_size, c.root_hash, c.timestamp_ms, c.kid, c.jws).where(
         c.tenant_id == tenant_id, c.tree_size > low
     )
     if high is not None:
         stmt = stmt.where(c.tree_size <= high)
-    rows = conn.execute(stmt.order_by(c.tree_size))
+    stmt = stmt.order_by(c.tree_size.desc()).limit(1) if newest_only else stmt.order_by(c.tree_size)
+    rows = conn.execute(stmt)
     return [StoredCheckpoint(r.tree_size, r.root_hash, r.timestamp_ms, r.kid, r.jws) for r in rows]
 
 
@@ -379,43 +384,18 @@ def verify_log(
 def _latest_checkpoint_at_most(conn: Connection, tenant_id: str, size: int) -> list[StoredCheckpoint]:
     """The stored checkpoint with the largest tree size in ``1..size`` (none: an empty list); one
     index look-up however many checkpoints there are."""
-    c = CHECKPOINT.c
-    row = conn.execute(
-        select(c.tree_size, c.root_hash, c.timestamp_ms, c.kid, c.jws)
-        .where(c.tenant_id == tenant_id, c.tree_size > 0, c.tree_size <= size)
-        .order_by(c.tree_size.desc())
-        .limit(1)
-    ).first()
-    return (
-        []
-        if row is None
-        else [StoredCheckpoint(row.tree_size, row.root_hash, row.timestamp_ms, row.kid, row.jws)]
-    )
+    return checkpoint_rows(conn, tenant_id, 0, size, newest_only=True)
 
 
 def _edge_at(conn: Connection, tenant_id: str, size: int) -> merkle.CompactRange | None:
-    """The right edge of the first ``size`` entries as stored: the perfect subtrees of their binary
-    decomposition, largest first (leaf hashes for a subtree of one). ``None`` if one is missing."""
-    hashes: list[bytes] = []
-    first = 0
-    for level in reversed(range(size.bit_length())):
-        if not size >> level & 1:
-            continue
-        if level == 0:
-            value = conn.execute(
-                select(ENTRY.c.leaf_hash).where(ENTRY.c.tenant_id == tenant_id, ENTRY.c.seq == first)
-            ).scalar()
-        else:
-            value = conn.execute(
-                select(NODE.c.hash).where(
-                    NODE.c.tenant_id == tenant_id, NODE.c.level == level, NODE.c.idx == first >> level
-                )
-            ).scalar()
-        if value is None:
-            return None
-        hashes.append(bytes(value))
-        first += 1 << level
-    return merkle.CompactRange(size, hashes)
+    """The right edge of the first ``size`` entries as stored: the perfect subtrees of their
+    decomposition, largest first (``merkle.range_nodes``). ``None`` if one is missing."""
+    nodes = merkle.range_nodes(0, size)
+    try:
+        stored = stored_subtrees(conn, tenant_id, set(nodes))
+    except LogStateError:
+        return None
+    return merkle.CompactRange(size, [stored[node] for node in nodes])
 
 
 def _nodes_outside(conn: Connection, tenant_id: str, size: int, *, whole: bool) -> bool:

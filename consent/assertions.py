@@ -33,9 +33,6 @@ ALGORITHMS: dict[str, frozenset[str]] = {
 }
 MAX_LIFETIME = 3600 + 60  # authlib's own signer makes assertions valid for an hour
 LEEWAY = 60
-# How much longer than an assertion is accepted its id is kept: nodes whose clocks differ a little
-# must not forget an id that another node would still accept (tokens.py allows a minute too).
-CLOCK_MARGIN = 60
 
 
 class _Verifier(JWTBearerClientAssertion):  # type: ignore[misc]  # authlib is untyped

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from audit import tags
 from consent import auditing
-from consent.assertions import CLOCK_MARGIN, LEEWAY, unverified_subject, verify_assertion
+from consent.assertions import LEEWAY, unverified_subject, verify_assertion
 from consent.errors import (
     DepartmentNotFoundError,
     InvalidClientConfigError,
@@ -39,7 +39,7 @@ from consent.errors import (
 from consent.jwks import JwksCache, JwksFetcher, validate_jwks
 from consent.models import Client, Department, UsedAssertion, expired
 from consent.schemas import ASSERTION_TYPE, AuthenticatedClient, AuthMethod, ClientCredentials, OAuthConfig
-from consent.tokens import b64url_json
+from consent.tokens import CLOCK_SKEW, b64url_json
 from vault.models import Tenant
 from vault.services import Context, new_id
 
@@ -249,9 +249,9 @@ class ClientService:
             if session.get(UsedAssertion, (client.id, jti)) is not None:
                 return False
             # Kept as long as the assertion passes the check, which allows LEEWAY after its exp
-            # (forgotten at its exp, it could be replayed in that minute), and a margin for nodes
-            # whose clocks differ.
-            expires = datetime.fromtimestamp(max(exp + LEEWAY + CLOCK_MARGIN, epoch), UTC)
+            # (forgotten at its exp, it could be replayed in that minute), and the clock skew
+            # tolerated between nodes.
+            expires = datetime.fromtimestamp(max(exp + LEEWAY + CLOCK_SKEW, epoch), UTC)
             session.add(UsedAssertion(client_id=client.id, jti=jti, expires_at=expires))
             session.flush()
             return True

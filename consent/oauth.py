@@ -30,7 +30,6 @@ from sqlmodel import Session, col, select
 from audit import tags
 from consent import auditing
 from consent.assertions import ALGORITHMS as ASSERTION_ALGORITHMS
-from consent.assertions import CLOCK_MARGIN
 from consent.dpop import MAX_AGE_SECONDS as DPOP_MAX_AGE_SECONDS
 from consent.errors import (
     AuthorizationPendingError,
@@ -58,7 +57,7 @@ from consent.schemas import (
     RecordsDetail,
     TokenResponse,
 )
-from consent.tokens import ACCESS_TYP, TokenService
+from consent.tokens import ACCESS_TYP, CLOCK_SKEW, TokenService
 from vault.models import Resident, SigningKey
 from vault.services import Context, VaultService
 
@@ -539,8 +538,8 @@ class OAuthServer:
                     tenant_id=grant.tenant_id,
                     grant_id=grant.id,
                     revoked_at=ctx.now,
-                    # A margin past the token's exp for nodes whose clocks differ a little.
-                    expires_at=datetime.fromtimestamp(verified.expires_at + CLOCK_MARGIN, UTC),
+                    # Past the token's exp by the clock skew tolerated between nodes.
+                    expires_at=datetime.fromtimestamp(verified.expires_at + CLOCK_SKEW, UTC),
                 )
             )
             self._audit_revoked(session, ctx, grant, "access_token", verified.jti)

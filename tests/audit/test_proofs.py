@@ -48,13 +48,13 @@ def test_proofs_read_only_log_n_stored_hashes(log_db: Database, monkeypatch: pyt
             statements.append(statement)
 
     wanted: list[int] = []
-    original = services._subtrees
+    original = services.stored_subtrees
 
     def spy(conn, tenant_id, nodes):
         wanted.append(len(nodes))
         return original(conn, tenant_id, nodes)
 
-    monkeypatch.setattr(services, "_subtrees", spy)
+    monkeypatch.setattr(services, "stored_subtrees", spy)
     sa_event.listen(log_db.read_engine, "before_cursor_execute", count)
     try:
         with log_db.read_session() as session:
@@ -64,7 +64,7 @@ def test_proofs_read_only_log_n_stored_hashes(log_db: Database, monkeypatch: pyt
     finally:
         sa_event.remove(log_db.read_engine, "before_cursor_execute", count)
     # Per proof: one read of the log state (SQLAlchemy) and one statement of primary-key look-ups
-    # (``_subtrees``, plain SQL) for at most 2·log2(n) stored hashes.
+    # (``stored_subtrees``, plain SQL) for at most 2·log2(n) stored hashes.
     assert len(statements) == 2 and all("audit_log_state" in s for s in statements)
     assert len(wanted) == 2 and max(wanted) <= 2 * math.ceil(math.log2(size))
 

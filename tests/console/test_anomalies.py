@@ -135,27 +135,22 @@ def test_refused_tokens_that_no_one_signed_count_against_no_client() -> None:
     # Anyone can make a token that names client-x; refused unverified, it is no sign of client-x.
     history = normal_history(1)
     day = period_day(3)
-    for n in range(6):
-        history.add(
-            local(day, 14, n),
-            tags.TOKEN_REFUSED,
-            actor_type="client",
-            actor_id="client-x",
-            client_id="client-x",
-            decision="deny",
-            details={"verified": False},
-        )
+
+    def refusals_at(hour: int, *, verified: bool) -> None:
+        for n in range(6):
+            history.add(
+                local(day, hour, n),
+                tags.TOKEN_REFUSED,
+                actor_type="client",
+                actor_id="client-x",
+                client_id="client-x",
+                decision="deny",
+                details={"verified": verified},
+            )
+
+    refusals_at(14, verified=False)
     assert only(run(history), "repeated_denials") == []
-    for n in range(6):  # the same refusals of tokens that did verify are found
-        history.add(
-            local(day, 15, n),
-            tags.TOKEN_REFUSED,
-            actor_type="client",
-            actor_id="client-x",
-            client_id="client-x",
-            decision="deny",
-            details={"verified": True},
-        )
+    refusals_at(15, verified=True)  # the same refusals of tokens that did verify are found
     assert len(only(run(history), "repeated_denials")) == 1
 
 
