@@ -20,12 +20,23 @@ from urllib.parse import urlsplit, urlunsplit
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from consent.errors import InvalidDpopProofError
+from consent.errors import InvalidDpopProofError, InvalidTokenError
 
 ALLOWED_ALGS = frozenset({"ES256", "ES384", "EdDSA", "PS256", "RS256"})
 MAX_PROOF_BYTES = 4096
 MAX_AGE_SECONDS = 60
 MAX_CLOCK_SKEW_SECONDS = 5
+
+
+class DpopProofRefusedError(InvalidTokenError):
+    """A DPoP-bound token at a resource server without a valid proof: 401 with a ``DPoP``
+    challenge naming ``invalid_dpop_proof`` and the accepted algorithms (RFC 9449 §7.1). (At the
+    token endpoint the same failure is ``InvalidDpopProofError``, an OAuth 400.)"""
+
+    message = "this DPoP-bound access token needs a valid DPoP proof with every request"
+
+    def challenge(self) -> str:
+        return f'DPoP error="invalid_dpop_proof", algs="{" ".join(sorted(ALLOWED_ALGS))}"'
 
 
 @dataclass(frozen=True, slots=True)

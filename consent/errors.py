@@ -19,6 +19,7 @@
     │   └── RequestNotPendingError         already decided or expired
     ├── NotAllowedError                    refused by policy (403): dev tokens or secrets in production
     ├── InvalidTokenError                  a bearer token that is missing, malformed, forged or expired (401)
+    │   └── DpopProofRefusedError          a bound token at the data API without a valid proof (401)
     └── OAuthError                         an RFC 6749 error of the OAuth endpoints (``error`` + status)
         ├── InvalidClientError             401 invalid_client
         ├── InvalidRequestError            400 invalid_request
@@ -131,12 +132,16 @@ class NotAllowedError(ConsentError):
 class InvalidTokenError(ConsentError):
     """The bearer token cannot be used. ``reason`` is a code for the audit log, never shown."""
 
+    message = "the access token is missing, invalid or expired"
+
     def __init__(self, reason: str = "invalid_token") -> None:
-        super().__init__("the access token is missing, invalid or expired")
+        super().__init__(self.message)
         self.reason = reason
+        self.headers = {"WWW-Authenticate": self.challenge()}
+
+    def challenge(self) -> str:
         # RFC 6750 §3: a 401 names the scheme, and the error code unless no token was sent at all.
-        challenge = 'Bearer realm="kluis"' if reason == "token_missing" else 'Bearer error="invalid_token"'
-        self.headers = {"WWW-Authenticate": challenge}
+        return 'Bearer realm="kluis"' if self.reason == "token_missing" else 'Bearer error="invalid_token"'
 
 
 class OAuthError(ConsentError):

@@ -46,13 +46,32 @@ log = logging.getLogger("kluis.consent")
 class Refusal:
     """A refused access token: the error for the caller and the facts for the audit entry."""
 
-    error: InvalidTokenError | AccessDeniedError
+    error: Exception  # what the caller raises: a domain error, or the HTTP layer's own (a 429)
     reason: str
     verified: bool  # False: the claims below were read from a token whose signature did not check out
     tenant_id: str | None = None
     client_id: str | None = None
     grant_id: str | None = None
-    token_jti: str | None = None
+    token_hash: str | None = None  # ``jti_hash`` of the token's id, never the token
+
+    @classmethod
+    def of_access(cls, grant: AccessGrant, error: Exception, reason: str) -> Refusal:
+        """A refusal of a request whose token was verified and whose grant is live, for a reason
+        of the request itself (its DPoP proof, its client's rate limit)."""
+        return cls(
+            error,
+            reason,
+            verified=True,
+            tenant_id=grant.tenant_id,
+            client_id=grant.client_id,
+            grant_id=grant.grant_id,
+            token_hash=grant.token_hash,
+        )
+
+
+def jti_hash(jti: str) -> str:
+    """How a token's id appears in audit entries: enough to tell tokens apart, not the id itself."""
+    return hashlib.sha256(jti.encode()).hexdigest()[:32]
 
 
 def _refused(kind: Literal["token", "grant"], reason: str, token: VerifiedToken | None = None) -> Refusal:
@@ -68,7 +87,7 @@ def _refused(kind: Literal["token", "grant"], reason: str, token: VerifiedToken 
         tenant_id=token.tenant_id,
         client_id=token.client_id,
         grant_id=token.grant_id,
-        token_jti=token.jti,
+        token_hash=jti_hash(token.jti),
     )
 
 
@@ -170,7 +189,7 @@ class ResourceGuard:
             legal_basis=grant.legal_basis,
             valid_until=grant.valid_until,
             may_write=frozenset(grant.may_write),
-            token_hash=hashlib.sha256(verified.jti.encode()).hexdigest()[:32],
+            token_hash=jti_hash(verified.jti),
             dpop_jkt=verified.dpop_jkt,
         )
 
@@ -202,9 +221,7 @@ class ResourceGuard:
             reason=refusal.reason,
             details={
                 "verified": refusal.verified,
-                "token": hashlib.sha256(refusal.token_jti.encode()).hexdigest()[:32]
-                if refusal.token_jti
-                else None,
+                "token": refusal.token_hash,
             },
         )
         session.commit()

@@ -86,6 +86,9 @@ class Services:
     # Access tokens being verified for the first time, each with the future its verification sets
     # when done (kluis.api.auth: concurrent first reads of one token verify it once).
     first_verifications: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    # The minute (epoch // 60) of each client's last audited rate-limit refusal on this node
+    # (kluis.api.dpop: one entry per client and minute, not one per refused request).
+    rate_limit_audited: dict[str, int] = field(default_factory=dict)
     _audit_writer: AuditGroupCommitter | None = None
     _connectors: Connectors | None = None
     _lean: LeanReads | None = None

@@ -88,16 +88,20 @@ async def resolve_grant(
                 grant_id=outcome.grant_id,
             )
     if isinstance(outcome, Refusal):
-        refusal = outcome
-        ctx = Context(actor=Actor(type="client", id=refusal.client_id or "unknown"), trace=trace, now=now)
-
-        def record() -> None:
-            with services.db.session() as session:
-                guard.record(session, ctx, refusal)
-
-        await run_in_threadpool(record)
-        raise refusal.error
+        await record_refusal(services, trace, now, outcome)
+        raise outcome.error
     return outcome
+
+
+async def record_refusal(services: Services, trace: TraceContext, now: datetime, refusal: Refusal) -> None:
+    """Audit ``refusal`` (``consent:token:refused``) in its own committed transaction."""
+    ctx = Context(actor=Actor(type="client", id=refusal.client_id or "unknown"), trace=trace, now=now)
+
+    def record() -> None:
+        with services.db.session() as session:
+            services.oauth.guard.record(session, ctx, refusal)
+
+    await run_in_threadpool(record)
 
 
 async def verified_once(services: Services, token: str, now: datetime) -> VerifiedToken | Refusal:

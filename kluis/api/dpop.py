@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from audit.schemas import TraceContext
-from consent.dpop import MAX_AGE_SECONDS, verify_proof
+from consent.dpop import MAX_AGE_SECONDS, DpopProofRefusedError, verify_proof
 from consent.errors import InvalidDpopProofError
 from consent.models import UsedAssertion
-from consent.resource import GrantFetcher
-from kluis.api.auth import AsyncGrantFetcher, bearer_token, resolve_grant
+from consent.resource import GrantFetcher, Refusal
+from kluis.api.auth import AsyncGrantFetcher, bearer_token, record_refusal, resolve_grant
 from kluis.api.deps import services_of, trace_of
 from kluis.api.ratelimit import RateLimitedError
 from kluis.wiring import Services, utcnow
@@ -63,21 +63,34 @@ async def department_access_fetching(
     trace = trace_of(request)
     now = utcnow()
     grant = await resolve_grant(request, services, trace, now, fetch, fetch_async)
-    return DepartmentAccess(await checked_grant(grant, request, services, now), services, trace, now)
+    return DepartmentAccess(await checked_grant(grant, request, services, trace, now), services, trace, now)
 
 
 async def checked_grant(
-    grant: AccessGrant, request: Request, services: Services, now: datetime
+    grant: AccessGrant, request: Request, services: Services, trace: TraceContext, now: datetime
 ) -> AccessGrant:
-    """Per-client rate limit, then the DPoP proof of a sender-constrained token."""
+    """Per-client rate limit, then the DPoP proof of a sender-constrained token. Both refusals are
+    audited like a refused token: the request carried a valid token tied to a grant."""
     wait = services.rate_limiter.hit(
         f"client:{grant.client_id}", services.settings.rate_limit_per_minute, now.timestamp()
     )
     if wait is not None:
-        raise RateLimitedError(wait)
+        error = RateLimitedError(wait)
+        # One entry per client and minute (on each node), not one per refused request: a client
+        # over its limit must not be able to write the log at the rate it sends.
+        minute = int(now.timestamp()) // 60
+        if services.rate_limit_audited.get(grant.client_id) != minute:
+            services.rate_limit_audited[grant.client_id] = minute
+            await record_refusal(services, trace, now, Refusal.of_access(grant, error, "rate_limited"))
+        raise error
     if grant.dpop_jkt is None:
         return grant  # the common case: no thread hop, no database
-    return await run_in_threadpool(_check_proof, grant, request, services, now)
+    try:
+        return await run_in_threadpool(_check_proof, grant, request, services, now)
+    except InvalidDpopProofError as exc:
+        refused = DpopProofRefusedError(exc.reason)
+        await record_refusal(services, trace, now, Refusal.of_access(grant, refused, exc.reason))
+        raise refused from None
 
 
 def _check_proof(grant: AccessGrant, request: Request, services: Services, now: datetime) -> AccessGrant:

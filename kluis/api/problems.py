@@ -21,6 +21,7 @@ from audit import errors as audit_errors
 from audit.errors import AuditError
 from connectors import errors as connector_errors
 from consent import errors as consent_errors
+from consent.dpop import DpopProofRefusedError
 from vault import errors as vault_errors
 
 log = logging.getLogger("kluis.api")
@@ -47,6 +48,7 @@ DOMAIN_PROBLEMS: dict[type[Exception], ProblemKind] = {
     vault_errors.KeyProviderError: ProblemKind(503, "key-provider-unavailable", "Key provider unavailable"),
     consent_errors.DepartmentNotFoundError: ProblemKind(404, "not-found", "Not found"),
     consent_errors.DuplicateDepartmentError: ProblemKind(409, "conflict", "Conflict"),
+    DpopProofRefusedError: ProblemKind(401, "invalid-dpop-proof", "Invalid or missing DPoP proof"),
     consent_errors.InvalidTokenError: ProblemKind(401, "invalid-token", "Invalid or expired access token"),
     consent_errors.NotFoundError: ProblemKind(404, "not-found", "Not found"),
     consent_errors.InvalidInputError: ProblemKind(422, "invalid-input", "Invalid input"),

@@ -611,7 +611,21 @@ def _dpop_flow(kluis_instance: LiveKluis, town: Town, dept: Department, client_i
     access = tokens["access_token"]
     as_bearer = dept.http.get(records, headers={"Authorization": f"Bearer {access}"})
     problem(as_bearer, 401)  # a bound token is never a bearer token
-    bound = dept.http.get(
-        records, headers={"Authorization": f"DPoP {access}", "DPoP": dpop_proof(key, "GET", records, access)}
-    )
+    proof = dpop_proof(key, "GET", records, access)
+    bound = dept.http.get(records, headers={"Authorization": f"DPoP {access}", "DPoP": proof})
     assert bound.status_code == 200, bound.text
+    # A valid token tied to a grant with a missing, replayed or foreign proof is refused, and each
+    # refusal is an entry in the tenant's log (issue 5: every attempt that can be tied to a grant).
+    before = audit_reasons(kluis_instance, town, "consent:token:refused")
+    thief = jwk.JWK.generate(kty="EC", crv="P-256")
+    for headers in (
+        {"Authorization": f"DPoP {access}"},
+        {"Authorization": f"DPoP {access}", "DPoP": proof},
+        {"Authorization": f"DPoP {access}", "DPoP": dpop_proof(thief, "GET", records, access)},
+    ):
+        answer = dept.http.get(records, headers=headers)
+        # RFC 9449 §7.1: a resource server answers 401 with a DPoP challenge.
+        assert problem(answer, 401)["type"] == "urn:kluis:problem:invalid-dpop-proof"
+        assert answer.headers["www-authenticate"].startswith('DPoP error="invalid_dpop_proof", algs="')
+    after = audit_reasons(kluis_instance, town, "consent:token:refused")
+    assert after[len(before) :] == ["dpop_proof_missing", "dpop_proof_replayed", "dpop_key_mismatch"]

@@ -466,12 +466,27 @@ def test_a_client_over_its_rate_limit_gets_429_with_retry_after(setup: Setup) ->
     before = settings.rate_limit_per_minute
     settings.rate_limit_per_minute = 2
     try:
-        answers = [get(setup, token, "/api/v1/records/inkomen") for _ in range(4)]
+        audited_before = refusal_reasons(setup, "api-b")
+        answers = [get(setup, token, "/api/v1/records/inkomen") for _ in range(6)]
     finally:
         settings.rate_limit_per_minute = before
     assert answers[-1].status_code == 429
     assert int(answers[-1].headers["retry-after"]) >= 1
     refused(answers[-1], 429)
+    # The refusals are audited, once per client and minute rather than once per request (a client
+    # over its limit cannot write the log at its own rate): one entry, two if a minute turned.
+    turned_away = sum(a.status_code == 429 for a in answers)
+    audited = refusal_reasons(setup, "api-b")[len(audited_before) :].count("rate_limited")
+    assert turned_away >= 3 and 1 <= audited <= 2 < turned_away
+
+
+def refusal_reasons(setup: Setup, slug: str) -> list[str | None]:
+    with setup.kluis.services.db.read_session() as s:
+        rows = s.execute(
+            text("SELECT leaf_bytes FROM audit_entry WHERE tenant_id = :t AND name = :n ORDER BY seq"),
+            {"t": setup.tenants[slug], "n": "consent:token:refused"},
+        )
+        return [leaf.parse(bytes(r[0])).get("reason") for r in rows]
 
 
 def test_the_oauth_endpoints_limit_each_address(setup: Setup) -> None:
