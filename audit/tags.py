@@ -32,6 +32,8 @@ CLIENT_AUTH_FAILED = "consent:client:authentication_failed"
 SIGNING_KEY_ROTATED = "consent:signing_key:rotated"
 REPRESENTATIVE_APPOINTED = "consent:representative:appointed"
 REPRESENTATIVE_REVOKED = "consent:representative:revoked"
+REPRESENTATIVE_ACCEPTED = "consent:representative:accepted"
+REPRESENTATIVE_DECLINED = "consent:representative:declined"
 # audit
 CHECKPOINT_SIGNED = "audit:checkpoint:signed"
 LOG_SEARCHED = "audit:log:searched"

@@ -89,6 +89,13 @@ def describe(entry: AccessEntry, names: Names, lang: Lang) -> str:
         tags.RECORD_IMPORTED: N_("%(who)s stored %(what)s on %(when)s."),
         tags.RESIDENT_EXPORTED: N_("%(who)s downloaded all data on %(when)s."),
         tags.REPRESENTATIVE_APPOINTED: N_("%(who)s appointed a representative on %(when)s."),
+        tags.REPRESENTATIVE_ACCEPTED: N_(
+            "The person you appointed accepted to be your representative on %(when)s."
+        ),
+        tags.REPRESENTATIVE_DECLINED: N_(
+            "The person you appointed declined to be your representative on %(when)s."
+        ),
+        tags.REPRESENTATIVE_REVOKED: N_("%(who)s stopped a representative on %(when)s."),
         tags.RESIDENT_LOGGED_IN: N_("%(who)s logged in to this portal on %(when)s."),
     }
     sentence = sentences.get(entry.name, N_("%(who)s did something with %(what)s on %(when)s."))

@@ -47,6 +47,7 @@ def overview(
         subject = viewer.subject(session, services.vault)
         summaries = services.vault.summaries(session, subject)
         principals = portal.mandates.principals(session, subject, now) if viewer.is_self else []
+        invited = len(portal.mandates.invitations(session, subject, now)) if viewer.is_self else 0
         return portal.templates.render(
             request,
             "overview.html",
@@ -54,6 +55,7 @@ def overview(
             summaries=summaries,
             labels=labels,
             principals=principals,
+            invited=invited,
             pending=pending_count(session, services, viewer, now),
         )
 

@@ -33,6 +33,10 @@ BRP_CATEGORY = "brp.persoon"
 MAX_MANDATE = timedelta(days=5 * 366)
 
 
+def _scope(mandate: Mandate) -> str:
+    return "view,decide" if mandate.may_decide else "view"
+
+
 class MandateError(InvalidInputError):
     """A mandate that cannot be given: the message is a catalogue message id, safe to show."""
 
@@ -79,16 +83,18 @@ class MandateService:
         if valid_until <= ctx.now or valid_until > ctx.now + MAX_MANDATE:
             raise MandateError(N_("Choose an end date in the future, at most five years from now."))
         try:
-            representative = self.vault.resident_by_bsn(session, principal.tenant_id, representative_bsn)
-        except (InvalidInputError, NotFoundError):
-            raise MandateError(N_("We cannot appoint this person. Check the BSN.")) from None
-        if representative.id == principal.id or representative.erased_at is not None:
-            raise MandateError(N_("We cannot appoint this person. Check the BSN."))
+            pseudonym = self.vault.bsn_pseudonym(principal.tenant_id, representative_bsn)
+        except InvalidInputError:
+            raise MandateError(N_("This is not a valid BSN. Check the number.")) from None
+        if pseudonym == principal.bsn_pseudonym:
+            raise MandateError(N_("You cannot be your own representative."))
+        # No look-up of the BSN: the answer is the same whether or not it has a vault here. The
+        # person it belongs to sees the invitation when they log in, and accepts or declines it.
         mandate = Mandate(
             id=new_id(),
             tenant_id=principal.tenant_id,
             principal_id=principal.id,
-            representative_id=representative.id,
+            representative_pseudonym=pseudonym,
             may_view=True,  # deciding on requests without seeing them is not a thing
             may_decide=may_decide,
             valid_from=ctx.now,
@@ -103,10 +109,59 @@ class MandateService:
             principal.tenant_id,
             tags.REPRESENTATIVE_APPOINTED,
             resident=principal,
+            details={"mandate": mandate.id, "scope": _scope(mandate)},
+        )
+        session.commit()
+        return mandate
+
+    def invitations(self, session: Session, me: Resident, now: datetime) -> list[Mandate]:
+        """Mandates naming ``me``'s BSN that ``me`` has not accepted or declined yet."""
+        if me.bsn_pseudonym is None or me.erased_at is not None:
+            return []
+        rows = session.exec(
+            select(Mandate)
+            .where(
+                Mandate.tenant_id == me.tenant_id,
+                Mandate.representative_pseudonym == me.bsn_pseudonym,
+                col(Mandate.accepted_at).is_(None),
+                col(Mandate.revoked_at).is_(None),
+                Mandate.valid_until > now,
+                Mandate.principal_id != me.id,
+            )
+            .order_by(col(Mandate.created_at))
+        )
+        out: list[Mandate] = []
+        for mandate in rows:
+            principal = session.get(Resident, mandate.principal_id)
+            if principal is not None and principal.erased_at is None:
+                out.append(mandate)
+        return out
+
+    def answer_invitation(
+        self, session: Session, ctx: Context, me: Resident, mandate_id: str, *, accept: bool
+    ) -> Mandate:
+        """``me`` accepts or declines an invitation; the principal sees it in their history."""
+        mandate = next((m for m in self.invitations(session, me, ctx.now) if m.id == mandate_id), None)
+        if mandate is None:
+            raise NotFoundError("no such invitation")
+        principal = session.get(Resident, mandate.principal_id)
+        assert principal is not None  # invitations() only lists those of a principal with a vault
+        if accept:
+            mandate.accepted_at = ctx.now
+            mandate.representative_id = me.id
+        else:
+            mandate.revoked_at = ctx.now
+        session.add(mandate)
+        self.vault.audit(
+            session,
+            ctx,
+            principal.tenant_id,
+            tags.REPRESENTATIVE_ACCEPTED if accept else tags.REPRESENTATIVE_DECLINED,
+            resident=principal,
             details={
                 "mandate": mandate.id,
-                "representative": representative.audit_pseudonym,
-                "scope": "view,decide" if may_decide else "view",
+                "representative": me.audit_pseudonym,
+                "scope": _scope(mandate),
             },
         )
         session.commit()
@@ -155,6 +210,7 @@ class MandateService:
                 .where(
                     Mandate.tenant_id == representative.tenant_id,
                     Mandate.representative_id == representative.id,
+                    col(Mandate.accepted_at).is_not(None),
                     col(Mandate.revoked_at).is_(None),
                     Mandate.valid_from <= now,
                     Mandate.valid_until > now,
@@ -207,6 +263,11 @@ class MandateService:
             if child.erased_at is None and child.id != parent.id:
                 out.append(Principal(child, GEZAG, names.get(child_bsn), None))
         return out
+
+    def principal_name(self, session: Session, mandate: Mandate) -> str | None:
+        """Whose invitation this is: the representative must know whom they would act for."""
+        principal = session.get(Resident, mandate.principal_id)
+        return None if principal is None else self.display_name(session, principal)
 
     def display_name(self, session: Session, resident: Resident) -> str | None:
         return _name((self.own_brp(session, resident) or {}).get("naam"))

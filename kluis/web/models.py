@@ -1,13 +1,14 @@
 """Tables of the portal: server-side sessions and representatives' mandates.
 
-Created only by ``migrations/versions/0004_portal.py``; these classes must match it.
+Created by ``migrations/versions/0004_portal.py`` and ``0008_mandate_acceptance.py``; these classes
+must match them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Text
+from sqlalchemy import Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from vault.models import utc_column
@@ -31,14 +32,25 @@ class PortalSession(SQLModel, table=True):
 
 class Mandate(SQLModel, table=True):
     """A resident (principal) lets another resident (representative) act for them, within a scope
-    and a period. Parents with gezag need no row: their authority comes from the BRP, live."""
+    and a period. Parents with gezag need no row: their authority comes from the BRP, live.
+
+    The principal names the representative by BSN; the row keeps only the BSN's pseudonym. It is
+    an invitation until the person with that BSN logs in and accepts it (``accepted_at``, and only
+    then ``representative_id``): whether anyone with that BSN has a vault is never told to the
+    principal (migrations/versions/0008_mandate_acceptance.py)."""
 
     __tablename__ = "mandate"
+    __table_args__ = (Index("ix_mandate_invitation", "tenant_id", "representative_pseudonym"),)
 
     id: str = Field(primary_key=True, max_length=32)
     tenant_id: str = Field(foreign_key="tenant.id", max_length=32)
     principal_id: str = Field(foreign_key="resident.id", index=True, max_length=32)
-    representative_id: str = Field(foreign_key="resident.id", index=True, max_length=32)
+    representative_id: str | None = Field(default=None, foreign_key="resident.id", index=True, max_length=32)
+    # NULL only for a mandate whose representative was erased before invitations existed (stopped).
+    representative_pseudonym: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary(32), nullable=True)
+    )
+    accepted_at: datetime | None = utc_column(nullable=True)
     may_view: bool = True
     may_decide: bool = False
     valid_from: datetime = utc_column()

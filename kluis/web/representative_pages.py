@@ -1,7 +1,10 @@
-"""Representatives: appoint one (by BSN, for a scope and a period), see and revoke them.
+"""Representatives: appoint one (by BSN, for a scope and a period), see and revoke them; accept or
+decline an invitation to represent someone else.
 
 Only the resident themself manages their representatives. The page never shows the
 representative's name: that would be someone else's data; the resident knows whom they chose.
+Appointing answers the same whether or not the BSN has a vault here: the mandate is an invitation
+until the person with that BSN logs in and accepts it (``kluis.web.mandates``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ router = APIRouter(prefix="/portaal", include_in_schema=False)
 Csrf = Depends(require_csrf)
 IdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 PAGE = "/portaal/gemachtigden"
+DONE = ("added", "revoked", "accepted", "declined")
 
 
 def _render(
@@ -39,13 +43,19 @@ def _render(
     status: int = 200,
 ) -> Response:
     with services.db.read_session() as session:
-        given = portal.mandates.given(session, viewer.me(session, services.vault), now)
+        me = viewer.me(session, services.vault)
+        given = portal.mandates.given(session, me, now)
+        invitations = [
+            (mandate, portal.mandates.principal_name(session, mandate))
+            for mandate in portal.mandates.invitations(session, me, now)
+        ]
         # Rendered inside the unit of work: the rows are only readable while it is open.
         return portal.templates.render(
             request,
             "representatives.html",
             viewer=viewer,
             given=given,
+            invitations=invitations,
             error=error,
             done=done,
             status=status,
@@ -59,9 +69,7 @@ def representatives(
 ) -> Response:
     viewer.require_self()
     done = request.query_params.get("klaar")
-    return _render(
-        request, viewer, services, portal, now, done=done if done in ("added", "revoked") else None
-    )
+    return _render(request, viewer, services, portal, now, done=done if done in DONE else None)
 
 
 @router.post("/gemachtigden", dependencies=[Csrf])
@@ -115,3 +123,49 @@ def revoke(
         except NotFoundError:
             raise PageNotFoundError from None
     return RedirectResponse(PAGE + "?klaar=revoked", status_code=303)
+
+
+def _answer(
+    request: Request,
+    mandate_id: str,
+    viewer: Viewer,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: datetime,
+    *,
+    accept: bool,
+) -> Response:
+    viewer.require_self()
+    with services.db.session() as session:
+        try:
+            me = viewer.me(session, services.vault)
+            portal.mandates.answer_invitation(
+                session, viewer.context(request, now), me, mandate_id, accept=accept
+            )
+        except NotFoundError:
+            raise PageNotFoundError from None
+    return RedirectResponse(PAGE + ("?klaar=accepted" if accept else "?klaar=declined"), status_code=303)
+
+
+@router.post("/gemachtigden/uitnodigingen/{mandate_id}/aanvaarden", dependencies=[Csrf])
+def accept(
+    request: Request,
+    mandate_id: IdPath,
+    viewer: ViewerDep,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: NowDep,
+) -> Response:
+    return _answer(request, mandate_id, viewer, services, portal, now, accept=True)
+
+
+@router.post("/gemachtigden/uitnodigingen/{mandate_id}/weigeren", dependencies=[Csrf])
+def decline(
+    request: Request,
+    mandate_id: IdPath,
+    viewer: ViewerDep,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: NowDep,
+) -> Response:
+    return _answer(request, mandate_id, viewer, services, portal, now, accept=False)

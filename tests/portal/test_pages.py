@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from audit import leaf
 from tests.portal.conftest import (
     ADULT,
     CHILD,
@@ -17,6 +20,9 @@ from tests.portal.conftest import (
     logged,
     login,
     logins_of,
+)
+from tests.portal.conftest import (
+    DECIDER as DECIDER_BSN,
 )
 
 
@@ -258,40 +264,117 @@ def test_a_parent_with_gezag_can_act_for_their_child(server: LiveServer, clients
     assert client.get("/portaal/wissen").status_code == 403
 
 
-def test_a_resident_appoints_a_representative_who_may_then_view_but_not_decide(
+INVITATION = re.compile(r"/portaal/gemachtigden/uitnodigingen/([0-9a-f]{32})/(aanvaarden|weigeren)")
+NOBODY = "999990160"  # a valid BSN without a vault in the portal's municipality
+
+
+def _appoint(client: httpx.Client, token: str, bsn: str, scope: str = "view") -> httpx.Response:
+    return client.post(
+        "/portaal/gemachtigden",
+        data={"bsn": bsn, "scope": scope, "until": "2027-12-31", "csrf_token": token},
+    )
+
+
+def test_a_resident_invites_a_representative_who_accepts_and_may_then_view_but_not_decide(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
     from tests.portal.conftest import REPRESENTATIVE
 
     principal = login(server, clients, OTHER)
-    page = principal.get("/portaal/gemachtigden")
-    token = csrf_of(page.text)
-    refused = principal.post(
-        "/portaal/gemachtigden",
-        data={"bsn": "123456789", "scope": "view", "until": "2099-01-01", "csrf_token": token},
-    )
-    assert refused.status_code == 400
-    added = principal.post(
-        "/portaal/gemachtigden",
-        data={"bsn": REPRESENTATIVE, "scope": "view", "until": "2027-12-31", "csrf_token": token},
-    )
-    assert added.status_code == 303
+    token = csrf_of(principal.get("/portaal/gemachtigden").text)
+    assert _appoint(principal, token, "123456789").status_code == 400  # fails the eleven test
+    own = _appoint(principal, token, OTHER)
+    assert own.status_code == 400 and "niet uw eigen gemachtigde" in own.text
+    assert _appoint(principal, token, REPRESENTATIVE).status_code == 303
+    assert "Wacht tot de persoon aanvaardt" in principal.get("/portaal/gemachtigden").text
+    # An invitation is not a mandate: the representative cannot act for the principal yet.
     representative = login(server, clients, REPRESENTATIVE)
     overview = representative.get("/portaal/gegevens")
+    assert "1 persoon vraagt u om gemachtigde te worden." in overview.text
     other_id = _resident_id(server, OTHER)
-    acted = representative.post(
-        "/portaal/namens", data={"principal": f"mandate:{other_id}", "csrf_token": csrf_of(overview.text)}
-    )
+    act = {"principal": f"mandate:{other_id}", "csrf_token": csrf_of(overview.text)}
+    assert representative.post("/portaal/namens", data=act).status_code == 404
+    invitation_page = representative.get("/portaal/gemachtigden").text
+    [invitation] = {m.group(1) for m in INVITATION.finditer(invitation_page)}
+    # Only the person the BSN belongs to can answer it.
+    outsider = login(server, clients, ADULT)
+    outsider_token = csrf_of(outsider.get("/portaal/gegevens").text)
+    stolen = f"/portaal/gemachtigden/uitnodigingen/{invitation}/aanvaarden"
+    assert outsider.post(stolen, data={"csrf_token": outsider_token}).status_code == 404
+    accepted = representative.post(stolen, data={"csrf_token": csrf_of(invitation_page)})
+    assert accepted.status_code == 303 and accepted.headers["location"].endswith("klaar=accepted")
+    assert "Aanvaard" in principal.get("/portaal/gemachtigden").text
+    history = principal.get("/portaal/inzage").text
+    assert "aanvaardde op" in history and "uw gemachtigde te zijn" in history
+    acted = representative.post("/portaal/namens", data=act)
     assert acted.status_code == 303
     assert "U handelt namens" in representative.get("/portaal/gegevens").text
     assert representative.get("/portaal/gegevens/schulden").status_code == 200
     # "view" only: no deciding, no export, no erasure.
     assert representative.get("/portaal/downloaden").status_code == 403
     # The principal stops the mandate; the very next request of the representative is their own again.
-    mandate_id = principal.get("/portaal/gemachtigden").text.split("/portaal/gemachtigden/")[1].split("/")[0]
+    page = principal.get("/portaal/gemachtigden").text
+    mandate_id = page.split("/portaal/gemachtigden/")[1].split("/")[0]
     stopped = principal.post(f"/portaal/gemachtigden/{mandate_id}/intrekken", data={"csrf_token": token})
     assert stopped.status_code == 303
     assert representative.get("/portaal/gegevens/schulden").status_code == 404
+
+
+def test_appointing_does_not_tell_whether_a_bsn_has_a_vault(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    from tests.portal.conftest import PARENT
+    from vault.bsn import is_valid_bsn
+    from vault.errors import ResidentNotFoundError
+
+    assert is_valid_bsn(NOBODY)
+    with server.services.db.read_session() as session:
+        tenant = server.services.vault.tenant(session, "demodam")
+        with pytest.raises(ResidentNotFoundError):
+            server.services.vault.resident_by_bsn(session, tenant.id, NOBODY)
+    principal = login(server, clients, PARENT)
+    token = csrf_of(principal.get("/portaal/gemachtigden").text)
+    answers = [_appoint(principal, token, bsn) for bsn in (NOBODY, ADULT)]
+    assert [(a.status_code, a.headers["location"]) for a in answers] == [
+        (303, "/portaal/gemachtigden?klaar=added")
+    ] * 2
+    page = principal.get("/portaal/gemachtigden").text
+    assert page.count("Wacht tot de persoon aanvaardt") == 2
+    # The appointment's audit entries name no one: the pseudonym of a representative only comes
+    # with their acceptance.
+    with server.services.db.read_session() as session:
+        rows = session.execute(
+            text("SELECT leaf_bytes FROM audit_entry WHERE name = 'consent:representative:appointed'")
+        )
+        assert all("representative" not in leaf.parse(bytes(r[0])).get("details", {}) for r in rows)
+
+
+def test_a_declined_invitation_is_gone_and_the_principal_sees_it(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    from tests.portal.conftest import GRANTOR
+
+    principal = login(server, clients, GRANTOR)
+    token = csrf_of(principal.get("/portaal/gemachtigden").text)
+    assert _appoint(principal, token, DECIDER_BSN, scope="decide").status_code == 303
+    invited = login(server, clients, DECIDER_BSN)
+    page = invited.get("/portaal/gemachtigden").text
+    assert "hun gegevens bekijken en beslissen over verzoeken" in page
+    [invitation] = {m.group(1) for m in INVITATION.finditer(page)}
+    declined = invited.post(
+        f"/portaal/gemachtigden/uitnodigingen/{invitation}/weigeren", data={"csrf_token": csrf_of(page)}
+    )
+    assert declined.status_code == 303
+    after = invited.get("/portaal/gemachtigden").text
+    assert (
+        invitation not in after
+        and "U heeft het verzoek geweigerd." in invited.get(declined.headers["location"]).text
+    )
+    # Declined once is declined: it cannot be accepted afterwards.
+    late = f"/portaal/gemachtigden/uitnodigingen/{invitation}/aanvaarden"
+    assert invited.post(late, data={"csrf_token": csrf_of(after)}).status_code == 404
+    assert "Wacht tot de persoon aanvaardt" not in principal.get("/portaal/gemachtigden").text
+    assert "weigerde op" in principal.get("/portaal/inzage").text
 
 
 def test_who_viewed_my_data_lists_reads_and_each_line_verifies(
