@@ -242,6 +242,13 @@ class OAuthServer:
         assert grant is not None
         if row.token_issued_at is not None:
             raise self._refuse(session, ctx, client, "auth_req_id_used", grant)
+        if ctx.now >= row.expires_at + timedelta(seconds=row.interval):
+            # CIBA §7.3/§11: the auth_req_id lives for its expires_in, approved or not; one poll
+            # interval more, so that an approval in the request's last seconds can still be fetched.
+            # Later, a leaked id is worth nothing: the client asks again (the grant stays the
+            # resident's to revoke).
+            self._refuse(session, ctx, client, "auth_req_id_expired", grant, keep=True)
+            raise RequestExpiredError
         reason = self._unusable(session, grant, ctx.now)
         if reason is not None:
             raise self._refuse(session, ctx, client, reason, grant)

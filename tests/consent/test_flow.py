@@ -254,6 +254,25 @@ def test_an_auth_req_id_gives_one_token(db, consent, clock, town):
     assert caught.value.reason == "auth_req_id_used"
 
 
+def test_an_approved_auth_req_id_expires_with_its_expires_in(db, consent, clock, town):
+    client = town.clients["inkomen"]
+    auth_req_id = ask(db, consent, clock, client, requested_expiry=120)
+    clock.advance(seconds=119)  # approved in the request's last second: still fetched in time
+    approve(db, consent, clock, town.principal(), pending_id(db, consent, clock, town.principal()))
+    clock.advance(seconds=consent.config.poll_interval)  # the next poll lands after expires_in
+    late = ask(db, consent, clock, client, requested_expiry=120)
+    assert isinstance(
+        check(db, consent, clock, poll(db, consent, clock, client, auth_req_id).access_token), AccessGrant
+    )
+    approve(db, consent, clock, town.principal(), pending_id(db, consent, clock, town.principal()))
+    # An approved id nobody fetched within expires_in (and one interval) is refused, and audited.
+    clock.advance(seconds=126)
+    with pytest.raises(RequestExpiredError):
+        poll(db, consent, clock, client, late)
+    refused = [r for r in audit_rows(db, town.tenant.id) if r["name"] == "consent:token:refused"]
+    assert [r["reason"] for r in refused] == ["auth_req_id_expired"]
+
+
 def test_an_unknown_bsn_gets_the_same_answers_and_never_a_grant(db, consent, clock, town):
     client = town.clients["inkomen"]
     with db.session() as s:
