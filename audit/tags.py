@@ -34,6 +34,7 @@ REPRESENTATIVE_APPOINTED = "consent:representative:appointed"
 REPRESENTATIVE_REVOKED = "consent:representative:revoked"
 REPRESENTATIVE_ACCEPTED = "consent:representative:accepted"
 REPRESENTATIVE_DECLINED = "consent:representative:declined"
+REPRESENTATIVE_ACTING = "consent:representative:acting"
 # audit
 CHECKPOINT_SIGNED = "audit:checkpoint:signed"
 LOG_SEARCHED = "audit:log:searched"

@@ -79,6 +79,10 @@ def describe(entry: AccessEntry, names: Names, lang: Lang) -> str:
         if purpose:
             return t(N_("%(who)s viewed %(what)s on %(when)s for: %(purpose)s")) % values
         return t(N_("%(who)s viewed %(what)s on %(when)s.")) % values
+    if entry.name == tags.REPRESENTATIVE_ACTING:
+        if entry.actor_id == names.me:  # the representative's own history
+            return t(N_("You started acting on behalf of someone else on %(when)s.")) % values
+        return t(N_("%(who)s started acting on your behalf on %(when)s.")) % values
     sentences = {
         tags.REQUEST_CREATED: N_("%(who)s asked to use %(what)s on %(when)s for: %(purpose)s"),
         tags.REQUEST_APPROVED: N_("%(who)s gave permission for %(what)s on %(when)s."),

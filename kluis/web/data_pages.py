@@ -10,13 +10,15 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from audit import tags
-from kluis.api.deps import NowDep, ServicesDep
+from audit.schemas import Actor
+from kluis.api.deps import NowDep, ServicesDep, trace_of
 from kluis.web import labels
 from kluis.web.csrf import require_csrf
 from kluis.web.deps import PortalDep, StateDep, ViewerDep
 from kluis.web.errors import CsrfError, PageNotFoundError
 from kluis.web.export import build_export, pending_count
 from vault.errors import NotFoundError, ResidentErasedError
+from vault.services import Context
 
 router = APIRouter(prefix="/portaal", include_in_schema=False)
 Csrf = Depends(require_csrf)
@@ -161,6 +163,7 @@ def erase_final(
 
 @router.post("/namens", dependencies=[Csrf])
 def act_for(
+    request: Request,
     viewer: ViewerDep,
     services: ServicesDep,
     portal: PortalDep,
@@ -168,14 +171,33 @@ def act_for(
     now: NowDep,
     principal: Annotated[str, Form(max_length=80)],
 ) -> RedirectResponse:
-    """Start acting for someone the resident may represent (checked again on every request)."""
+    """Start acting for someone the resident may represent (checked again on every request).
+
+    Audited in the principal's trail before the session changes: from here on every page shows the
+    principal's name (from their ``brp.persoon``) in the banner, and the principal sees in their
+    history when someone started acting for them (the pages read after that are audited each)."""
     basis, _, principal_id = principal.partition(":")
-    with services.db.read_session() as session:
-        found = portal.mandates.authority(
-            session, viewer.me(session, services.vault), principal_id, basis, now
+    with services.db.session() as session:
+        me = viewer.me(session, services.vault)
+        found = portal.mandates.authority(session, me, principal_id, basis, now)
+        if found is None:
+            raise PageNotFoundError
+        subject, authority = found
+        services.vault.audit(
+            session,
+            Context(
+                actor=Actor(
+                    type="representative", id=me.audit_pseudonym, on_behalf_of=subject.audit_pseudonym
+                ),
+                trace=trace_of(request),
+                now=now,
+            ),
+            subject.tenant_id,
+            tags.REPRESENTATIVE_ACTING,
+            resident=subject,
+            details={"basis": authority.basis, "mandate": authority.mandate_id},
         )
-    if found is None:
-        raise PageNotFoundError
+        session.commit()
     state.data["acting_for"] = {"id": principal_id, "basis": basis}
     return RedirectResponse("/portaal/gegevens", status_code=303)
 

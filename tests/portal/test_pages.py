@@ -308,10 +308,13 @@ def test_a_resident_invites_a_representative_who_accepts_and_may_then_view_but_n
     assert "aanvaardde op" in history and "uw gemachtigde te zijn" in history
     acted = representative.post("/portaal/namens", data=act)
     assert acted.status_code == 303
+    # Acting begins with an entry in the principal's trail (the banner shows their name from now on).
+    assert "Uw gemachtigde begon op" in principal.get("/portaal/inzage").text
     assert "U handelt namens" in representative.get("/portaal/gegevens").text
     assert representative.get("/portaal/gegevens/schulden").status_code == 200
     # "view" only: no deciding, no export, no erasure.
     assert representative.get("/portaal/downloaden").status_code == 403
+    assert "U begon op" in representative.get("/portaal/inzage").text
     # The principal stops the mandate; the very next request of the representative is their own again.
     page = principal.get("/portaal/gemachtigden").text
     mandate_id = page.split("/portaal/gemachtigden/")[1].split("/")[0]
