@@ -8,14 +8,15 @@ stores and audits. Entry points:
 - :class:`SourceConnector` ``.fetch(bsn, category)``; :class:`BrpPersonenConnector` for Haal
   Centraal BRP Personen v2, :class:`JsonSourceConnector` for configured JSON APIs.
 - :func:`import_all`: bulk import with invalid-BSN skipping, checkpoints and progress.
-- :func:`gezag_relations`: the parental-authority relations of a ``brp.persoon`` record.
+- :func:`gezag_relations`: the parental-authority relations of a ``brp.persoon`` record;
+  :func:`adult_from`: the day a child of a stored birth date comes of age.
 """
 
 from __future__ import annotations
 
 from connectors.auth import ApiKeyAuth, ClientCredentialsAuth, NoAuth, SourceAuth
 from connectors.brp import BRP_PERSOON, BrpPersonenConnector
-from connectors.brp_mapping import BRP_PERSOON_FIELDS, gezag_relations, map_persoon
+from connectors.brp_mapping import BRP_PERSOON_FIELDS, adult_from, gezag_relations, map_persoon
 from connectors.bulk import import_all
 from connectors.client import SourceClient
 from connectors.errors import (
@@ -79,6 +80,7 @@ __all__ = [
     "SourceRequestError",
     "SourceUnavailableError",
     "UnknownSourceError",
+    "adult_from",
     "gezag_relations",
     "import_all",
     "map_persoon",

@@ -12,7 +12,9 @@ mapped record is then checked against the category's schema by the connector.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from connectors.errors import InvalidAnswerError
@@ -97,6 +99,31 @@ def map_persoon(persoon: Mapping[str, Any]) -> dict[str, Any]:
 def gezag_relations(record: Mapping[str, Any]) -> tuple[GezagRelation, ...]:
     """The gezag relations of a stored (validated) ``brp.persoon`` record."""
     return tuple(GezagRelation.from_record(item) for item in record.get("gezag", ()))
+
+
+AGE_OF_MAJORITY = 18  # Burgerlijk Wetboek 1:233
+
+
+def adult_from(geboortedatum: str | None) -> date | None:
+    """The first day someone born on ``geboortedatum`` (as stored: ``YYYY-MM-DD``, ``YYYY-MM`` or
+    ``YYYY``) may be of age; None when the date is unknown or unreadable.
+
+    A partial date takes the earliest day it allows (the first of the month or year), and 29
+    February the 28th in a common year: a parent's authority ends on the day it may have ended,
+    never later."""
+    if not geboortedatum:
+        return None
+    parts = geboortedatum.split("-")
+    try:
+        born = date(
+            int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1
+        )
+    except ValueError:
+        return None
+    year = born.year + AGE_OF_MAJORITY
+    if (born.month, born.day) == (2, 29) and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return born.replace(year=year)
 
 
 # -- groups ------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from audit import tags
-from connectors import gezag_relations
+from connectors import adult_from, gezag_relations
 from connectors.errors import ConnectorError
+from kluis.web.i18n import TIMEZONE
 from kluis.web.labels import N_
 from kluis.web.models import Mandate
 from vault.errors import InvalidInputError, NotFoundError, ResidentErasedError
@@ -234,8 +235,11 @@ class MandateService:
         content = self._brp(session, resident)
         return None if content is None else content.data
 
-    def children_with_gezag(self, session: Session, parent: Resident) -> list[Principal]:
+    def children_with_gezag(self, session: Session, parent: Resident, now: datetime) -> list[Principal]:
         """The minors over whom the BRP says ``parent`` holds authority and who have a vault.
+
+        A child stops being one on their eighteenth birthday, by the birth date the parent's record
+        gives (``kinderen``), not at the next import from the BRP that drops the relation.
 
         Only a version that came from the registry counts (an import, the operator, the demo): a
         department with a write grant on ``brp.persoon`` could otherwise write a gezag relation
@@ -250,11 +254,17 @@ class MandateService:
             parent_bsn = self.vault.reveal_bsn(parent)
         except (ConnectorError, ResidentErasedError):
             return []
-        names = {k.get("bsn"): _name(k.get("naam")) for k in record.get("kinderen", ()) if k.get("bsn")}
+        children = [k for k in record.get("kinderen", ()) if k.get("bsn")]
+        names = {k["bsn"]: _name(k.get("naam")) for k in children}
+        adult = {k["bsn"]: adult_from(k.get("geboortedatum")) for k in children}
+        today = now.astimezone(TIMEZONE).date()
         out: list[Principal] = []
         for relation in relations:
             child_bsn = relation.minderjarige_bsn
             if child_bsn is None or not relation.grants_authority_to(parent_bsn):
+                continue
+            of_age = adult.get(child_bsn)
+            if of_age is not None and today >= of_age:
                 continue
             try:
                 child = self.vault.resident_by_bsn(session, parent.tenant_id, child_bsn)
@@ -283,7 +293,7 @@ class MandateService:
             authority = Authority("mandate", mandate.may_view, mandate.may_decide, mandate.id)
             name = self.display_name(session, principal)
             out.append(Principal(principal, authority, name, mandate.valid_until))
-        out.extend(self.children_with_gezag(session, me))
+        out.extend(self.children_with_gezag(session, me, now))
         return out
 
     def authority(
@@ -300,7 +310,7 @@ class MandateService:
                         )
             return None
         if basis == "gezag":
-            for child in self.children_with_gezag(session, me):
+            for child in self.children_with_gezag(session, me, now):
                 if child.resident.id == principal_id:
                     return child.resident, GEZAG
         return None

@@ -322,3 +322,20 @@ def test_gezag_that_cannot_be_determined_grants_no_one_authority(make_brp: MakeB
     assert relation.meerderjarigen == ()
     assert relation.toelichting
     assert not relation.type.grants_authority
+
+
+def test_a_child_comes_of_age_on_the_earliest_day_the_stored_birth_date_allows() -> None:
+    from datetime import date
+
+    from connectors import adult_from
+
+    assert adult_from("2008-06-15") == date(2026, 6, 15)
+    assert adult_from("2008-06") == date(2026, 6, 1)
+    assert adult_from("2008") == date(2026, 1, 1)
+    assert adult_from("2008-02-29") == date(2026, 2, 28)  # no 29 February in 2026
+    assert adult_from("2004-02-29") == date(2022, 2, 28)
+    assert adult_from("2000-02-29") == date(2018, 2, 28)
+    assert adult_from("1996-02-29") == date(2014, 2, 28)
+    assert adult_from("2012-02-29") == date(2030, 2, 28)
+    assert adult_from("2014-02-29") is None  # not a date at all
+    assert [adult_from(v) for v in (None, "", "onbekend", "2008-13")] == [None] * 4

@@ -481,6 +481,7 @@ def test_gezag_comes_only_from_the_registry_never_from_a_department_s_write(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
     from kluis.web.mandates import MandateService
+    from kluis.wiring import utcnow
     from tests.portal.conftest import brp_record, operator
 
     claimant_bsn = "999990135"  # a resident of this test alone (others erase theirs)
@@ -505,7 +506,7 @@ def test_gezag_comes_only_from_the_registry_never_from_a_department_s_write(
             services.vault.put_record(session, operator(), resident, "brp.persoon", record, source=source)
         with services.db.read_session() as session:
             resident = services.vault.resident(session, server.tenant.id, decider.id)
-            return [p.resident.id for p in mandates.children_with_gezag(session, resident)]
+            return [p.resident.id for p in mandates.children_with_gezag(session, resident, utcnow())]
 
     assert children_after_a_version_from("brp") == [other_id]  # the registry's word counts
     assert children_after_a_version_from("department:jeugdzorg") == []  # a department's does not
@@ -513,6 +514,38 @@ def test_gezag_comes_only_from_the_registry_never_from_a_department_s_write(
     token = csrf_of(client.get("/portaal/gegevens").text)
     answer = client.post("/portaal/namens", data={"principal": f"gezag:{other_id}", "csrf_token": token})
     assert answer.status_code == 404
+
+
+def test_gezag_ends_on_the_child_s_eighteenth_birthday_not_at_the_next_import(server: LiveServer) -> None:
+    from datetime import datetime
+
+    from kluis.web.i18n import TIMEZONE
+    from kluis.web.mandates import MandateService
+    from tests.portal.conftest import brp_record, operator
+
+    parent_bsn = "999990147"  # a resident of this test alone
+    services = server.services
+    mandates = MandateService(services.vault)
+    with services.db.session() as session:
+        parent = services.vault.add_resident(session, operator(), server.tenant, parent_bsn)
+        record = brp_record("Jarig", children=[(CHILD, "Sem")])
+        record["gezag"][0]["meerderjarigen"] = [{"rol": "ouder", "bsn": parent_bsn}]
+        child_id = _resident_id(server, CHILD)
+
+        def children(on: datetime, born: str) -> list[str]:
+            record["kinderen"][0]["geboortedatum"] = born
+            services.vault.put_record(session, operator(), parent, "brp.persoon", record, source="brp")
+            return [p.resident.id for p in mandates.children_with_gezag(session, parent, on)]
+
+        eve = datetime(2026, 6, 14, 23, 59, tzinfo=TIMEZONE)
+        birthday = datetime(2026, 6, 15, 0, 0, tzinfo=TIMEZONE)
+        assert children(eve, "2008-06-15") == [child_id]
+        assert children(birthday, "2008-06-15") == []
+        # A partial birth date counts from the earliest day it allows.
+        assert children(datetime(2025, 12, 31, 23, 0, tzinfo=TIMEZONE), "2008") == [child_id]
+        assert children(datetime(2026, 1, 1, 0, 0, tzinfo=TIMEZONE), "2008") == []
+        assert children(datetime(2026, 5, 31, 12, 0, tzinfo=TIMEZONE), "2008-06") == [child_id]
+        assert children(datetime(2026, 6, 1, 0, 0, tzinfo=TIMEZONE), "2008-06") == []
 
 
 def test_a_representative_sees_what_was_done_with_the_subject_s_data_only() -> None:
