@@ -13,6 +13,7 @@ import typer
 
 from kluis.cli._common import BsnOpt, JsonOpt, TenantOpt, emit, fail, operator_context, services
 from kluis.settings import Settings
+from kluis.web.mandates import end_mandates_of
 from kluis.wiring import initialise
 
 tenant_app = typer.Typer(help="Municipalities (tenants).", no_args_is_help=True)
@@ -130,7 +131,9 @@ def resident_erase(
     with services() as svc, svc.db.session() as session:
         t = svc.vault.tenant(session, tenant)
         resident = svc.vault.resident_by_bsn(session, t.id, bsn)
-        svc.vault.erase_resident(session, operator_context(), resident)
+        ctx = operator_context()
+        end_mandates_of(session, resident, ctx.now)  # committed with the erasure, or not at all
+        svc.vault.erase_resident(session, ctx, resident)
         emit(as_json, {"resident_id": resident.id, "erased": True}, f"erased resident {resident.id}")
 
 

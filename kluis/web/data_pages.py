@@ -17,6 +17,7 @@ from kluis.web.csrf import require_csrf
 from kluis.web.deps import PortalDep, StateDep, ViewerDep
 from kluis.web.errors import CsrfError, PageNotFoundError
 from kluis.web.export import build_export, pending_count
+from kluis.web.mandates import end_mandates_of
 from vault.errors import NotFoundError, ResidentErasedError
 from vault.services import Context
 
@@ -155,6 +156,7 @@ def erase_final(
         raise CsrfError
     with services.db.session() as session:
         me = viewer.me(session, services.vault)
+        end_mandates_of(session, me, now)  # committed with the erasure, or not at all
         services.vault.erase_resident(session, viewer.context(request, now), me)
     portal.store.end_sessions_of(viewer.me_id)
     state.logout()

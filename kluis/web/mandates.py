@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from audit import tags
@@ -64,6 +65,27 @@ class Principal:
     authority: Authority
     name: str | None
     valid_until: datetime | None
+
+
+def end_mandates_of(session: Session, resident: Resident, now: datetime) -> None:
+    """Before ``resident`` is erased, in the erasure's transaction: stop every mandate they gave,
+    held, or were invited to, and drop the BSN pseudonyms those rows keep (of the erased resident,
+    or of the people they chose: nothing is left to look them up for)."""
+    if resident.bsn_pseudonym is not None:
+        invited = col(Mandate.representative_pseudonym) == resident.bsn_pseudonym
+        involved = or_(Mandate.principal_id == resident.id, Mandate.representative_id == resident.id, invited)
+    else:
+        involved = or_(Mandate.principal_id == resident.id, Mandate.representative_id == resident.id)
+    session.execute(
+        update(Mandate)
+        .where(col(Mandate.tenant_id) == resident.tenant_id, involved, col(Mandate.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+    session.execute(
+        update(Mandate)
+        .where(col(Mandate.tenant_id) == resident.tenant_id, involved)
+        .values(representative_pseudonym=None)
+    )
 
 
 class MandateService:

@@ -221,6 +221,10 @@ def test_erasure_needs_two_confirmations_and_ends_every_session(
     second_device = login(server, clients, ERASER)
     page = client.get("/portaal/wissen")
     token = csrf_of(page.text)
+    # Mandates the resident gave or was invited to end with the erasure, and keep no pseudonym.
+    assert _appoint(client, token, NOBODY).status_code == 303
+    inviter = login(server, clients, ADULT)
+    assert _appoint(inviter, csrf_of(inviter.get("/portaal/gemachtigden").text), ERASER).status_code == 303
     # Without ticking "I understand" nothing happens.
     assert client.post("/portaal/wissen", data={"csrf_token": token}).status_code == 400
     # The final step without the code of the first step is refused.
@@ -236,6 +240,15 @@ def test_erasure_needs_two_confirmations_and_ends_every_session(
     with server.services.db.read_session() as session:
         resident = server.services.vault.resident(session, server.tenant.id, eraser_id)
         assert resident.erased_at is not None and resident.wrapped_data_key is None
+        mandates = session.execute(
+            text(
+                "SELECT revoked_at, representative_pseudonym FROM mandate "
+                "WHERE principal_id = :me OR principal_id = :inviter"
+            ),
+            {"me": eraser_id, "inviter": _resident_id(server, ADULT)},
+        ).all()
+    assert len(mandates) == 2
+    assert all(revoked is not None and pseudonym is None for revoked, pseudonym in mandates)
     assert second_device.get("/portaal/gegevens").status_code == 303
 
 
