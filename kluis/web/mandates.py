@@ -71,11 +71,9 @@ def end_mandates_of(session: Session, resident: Resident, now: datetime) -> None
     """Before ``resident`` is erased, in the erasure's transaction: stop every mandate they gave,
     held, or were invited to, and drop the BSN pseudonyms those rows keep (of the erased resident,
     or of the people they chose: nothing is left to look them up for)."""
+    involved = or_(col(Mandate.principal_id) == resident.id, col(Mandate.representative_id) == resident.id)
     if resident.bsn_pseudonym is not None:
-        invited = col(Mandate.representative_pseudonym) == resident.bsn_pseudonym
-        involved = or_(Mandate.principal_id == resident.id, Mandate.representative_id == resident.id, invited)
-    else:
-        involved = or_(Mandate.principal_id == resident.id, Mandate.representative_id == resident.id)
+        involved = or_(involved, col(Mandate.representative_pseudonym) == resident.bsn_pseudonym)
     session.execute(
         update(Mandate)
         .where(col(Mandate.tenant_id) == resident.tenant_id, involved, col(Mandate.revoked_at).is_(None))
