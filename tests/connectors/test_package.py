@@ -60,6 +60,7 @@ EXPORTED = {
     "SourceRequestError",
     "SourceUnavailableError",
     "UnknownSourceError",
+    "adult_from",
     "gezag_relations",
     "import_all",
     "map_persoon",
