@@ -14,14 +14,14 @@ import logging
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from kluis.console import api, jobs, login, pages
 from kluis.console.deps import Console
 from kluis.console.errors import ConsoleError, OfficerLoginRequiredError
 from kluis.console.services import ConsoleService
 from kluis.web import CachedStaticFiles
-from kluis.web.errors import LoginRefusedError, LoginsLimitedError
+from kluis.web.error_pages import error_page_handler
 from kluis.web.i18n import TIMEZONE
 from kluis.web.login import new_sessions_admitted
 from kluis.web.middleware import PortalSessionMiddleware
@@ -61,19 +61,20 @@ def install(app: FastAPI, services: Services) -> None:
         admit_new=new_sessions_admitted(services),
     )
 
-    async def on_console_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ConsoleError)
-        if isinstance(exc, OfficerLoginRequiredError):
-            return RedirectResponse(login.LOGIN, status_code=303)
+    def render_error(request: Request, message: str, status: int) -> Response:
         console: Console = request.app.state.console
-        page = console.templates.render(request, "console/error.html", message=exc.message, status=exc.status)
-        if isinstance(exc, LoginsLimitedError):
-            page.headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, LoginRefusedError):
-            log.info("console login refused: %s", exc.reason)
-        return page
+        return console.templates.render(request, "console/error.html", message=message, status=status)
 
-    app.add_exception_handler(ConsoleError, on_console_error)
+    app.add_exception_handler(
+        ConsoleError,
+        error_page_handler(
+            area="console",
+            login_required=OfficerLoginRequiredError,
+            login_url=login.LOGIN,
+            render=render_error,
+            log=log,
+        ),
+    )
     every = jobs.interval(settings)
     if every is not None:
         app.router.lifespan_context = jobs.with_scheduler(

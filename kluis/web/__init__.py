@@ -11,13 +11,14 @@ import logging
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from kluis.web import consent_pages, data_pages, history_pages, login, representative_pages
 from kluis.web.deps import Portal
-from kluis.web.errors import LoginRefusedError, LoginRequiredError, LoginsLimitedError, PortalError
+from kluis.web.error_pages import error_page_handler
+from kluis.web.errors import LoginRequiredError, PortalError
 from kluis.web.mandates import MandateService
 from kluis.web.middleware import PortalSessionMiddleware
 from kluis.web.render import Templates
@@ -56,16 +57,17 @@ def install(app: FastAPI, services: Services) -> None:
         admit_new=login.new_sessions_admitted(services),
     )
 
-    async def on_portal_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PortalError)
-        if isinstance(exc, LoginRequiredError):
-            return RedirectResponse(login.LOGIN, status_code=303)
+    def render_error(request: Request, message: str, status: int) -> Response:
         portal: Portal = request.app.state.portal
-        page = portal.templates.render(request, "error.html", message=exc.message, status=exc.status)
-        if isinstance(exc, LoginsLimitedError):
-            page.headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, LoginRefusedError):
-            log.info("portal login refused: %s", exc.reason)
-        return page
+        return portal.templates.render(request, "error.html", message=message, status=status)
 
-    app.add_exception_handler(PortalError, on_portal_error)
+    app.add_exception_handler(
+        PortalError,
+        error_page_handler(
+            area="portal",
+            login_required=LoginRequiredError,
+            login_url=login.LOGIN,
+            render=render_error,
+            log=log,
+        ),
+    )
