@@ -13,8 +13,7 @@ import base64
 import logging
 from importlib import resources
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, FastAPI
 
 from kluis.console import api, jobs, login, pages
 from kluis.console.deps import Console
@@ -61,17 +60,13 @@ def install(app: FastAPI, services: Services) -> None:
         admit_new=new_sessions_admitted(services),
     )
 
-    def render_error(request: Request, message: str, status: int) -> Response:
-        console: Console = request.app.state.console
-        return console.templates.render(request, "console/error.html", message=message, status=status)
-
     app.add_exception_handler(
         ConsoleError,
         error_page_handler(
             area="console",
             login_required=OfficerLoginRequiredError,
             login_url=login.LOGIN,
-            render=render_error,
+            template="console/error.html",
             log=log,
         ),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from importlib import resources
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -57,17 +57,13 @@ def install(app: FastAPI, services: Services) -> None:
         admit_new=login.new_sessions_admitted(services),
     )
 
-    def render_error(request: Request, message: str, status: int) -> Response:
-        portal: Portal = request.app.state.portal
-        return portal.templates.render(request, "error.html", message=message, status=status)
-
     app.add_exception_handler(
         PortalError,
         error_page_handler(
             area="portal",
             login_required=LoginRequiredError,
             login_url=login.LOGIN,
-            render=render_error,
+            template="error.html",
             log=log,
         ),
     )

@@ -26,24 +26,18 @@ class PageError(Protocol):
     message: str
 
 
-RenderError = Callable[[Request, str, int], Response]  # (request, message id, status) -> the page
-
-
 def error_page_handler(
-    *,
-    area: str,
-    login_required: type[Exception],
-    login_url: str,
-    render: RenderError,
-    log: logging.Logger,
+    *, area: str, login_required: type[Exception], login_url: str, template: str, log: logging.Logger
 ) -> Callable[[Request, Exception], Awaitable[Response]]:
-    """The exception handler of one area (``area`` names it in the log line: portal, console)."""
+    """The exception handler of one area: ``area`` names it in the log line and is where its parts
+    live on ``app.state`` (``portal``, ``console``: each has ``templates``)."""
 
     async def on_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, login_required):
             return RedirectResponse(login_url, status_code=303)
         assert isinstance(exc, PageError)  # registered for the area's error base only
-        page = render(request, exc.message, exc.status)
+        templates = getattr(request.app.state, area).templates
+        page: Response = templates.render(request, template, message=exc.message, status=exc.status)
         if isinstance(exc, LoginsLimitedError):
             page.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, LoginRefusedError):

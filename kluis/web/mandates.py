@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, or_, update
 from sqlmodel import Session, col, select
 
 from audit import tags
@@ -86,6 +86,25 @@ def end_mandates_of(session: Session, resident: Resident, now: datetime) -> None
     )
 
 
+def _in_force(
+    session: Session, tenant_id: str, now: datetime, *conditions: ColumnElement[bool]
+) -> list[Mandate]:
+    """The tenant's mandates neither stopped nor ended at ``now`` that meet ``conditions``, oldest
+    first."""
+    return list(
+        session.exec(
+            select(Mandate)
+            .where(
+                col(Mandate.tenant_id) == tenant_id,
+                col(Mandate.revoked_at).is_(None),
+                col(Mandate.valid_until) > now,
+                *conditions,
+            )
+            .order_by(col(Mandate.created_at))
+        )
+    )
+
+
 class MandateService:
     def __init__(self, vault: VaultService) -> None:
         self.vault = vault
@@ -139,17 +158,13 @@ class MandateService:
         """Mandates naming ``me``'s BSN that ``me`` has not accepted or declined yet."""
         if me.bsn_pseudonym is None or me.erased_at is not None:
             return []
-        rows = session.exec(
-            select(Mandate)
-            .where(
-                Mandate.tenant_id == me.tenant_id,
-                Mandate.representative_pseudonym == me.bsn_pseudonym,
-                col(Mandate.accepted_at).is_(None),
-                col(Mandate.revoked_at).is_(None),
-                Mandate.valid_until > now,
-                Mandate.principal_id != me.id,
-            )
-            .order_by(col(Mandate.created_at))
+        rows = _in_force(
+            session,
+            me.tenant_id,
+            now,
+            col(Mandate.representative_pseudonym) == me.bsn_pseudonym,
+            col(Mandate.accepted_at).is_(None),
+            col(Mandate.principal_id) != me.id,
         )
         out: list[Mandate] = []
         for mandate in rows:
@@ -210,34 +225,18 @@ class MandateService:
         session.commit()
 
     def given(self, session: Session, principal: Resident, now: datetime) -> list[Mandate]:
-        """The principal's mandates still in force."""
-        return list(
-            session.exec(
-                select(Mandate)
-                .where(
-                    Mandate.tenant_id == principal.tenant_id,
-                    Mandate.principal_id == principal.id,
-                    col(Mandate.revoked_at).is_(None),
-                    Mandate.valid_until > now,
-                )
-                .order_by(col(Mandate.created_at))
-            )
-        )
+        """The principal's mandates still in force, accepted or not yet."""
+        return _in_force(session, principal.tenant_id, now, col(Mandate.principal_id) == principal.id)
 
     def received(self, session: Session, representative: Resident, now: datetime) -> list[Mandate]:
-        return list(
-            session.exec(
-                select(Mandate)
-                .where(
-                    Mandate.tenant_id == representative.tenant_id,
-                    Mandate.representative_id == representative.id,
-                    col(Mandate.accepted_at).is_not(None),
-                    col(Mandate.revoked_at).is_(None),
-                    Mandate.valid_from <= now,
-                    Mandate.valid_until > now,
-                )
-                .order_by(col(Mandate.created_at))
-            )
+        """The accepted mandates ``representative`` may act on now."""
+        return _in_force(
+            session,
+            representative.tenant_id,
+            now,
+            col(Mandate.representative_id) == representative.id,
+            col(Mandate.accepted_at).is_not(None),
+            col(Mandate.valid_from) <= now,
         )
 
     # -- gezag --------------------------------------------------------------------------------------

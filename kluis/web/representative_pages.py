@@ -9,11 +9,13 @@ until the person with that BSN logs in and accepts it (``kluis.web.mandates``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
 
 from kluis.api.deps import NowDep, ServicesDep
 from kluis.web.csrf import require_csrf
@@ -22,7 +24,10 @@ from kluis.web.errors import PageNotFoundError
 from kluis.web.i18n import TIMEZONE
 from kluis.web.labels import N_
 from kluis.web.mandates import MandateError
+from kluis.web.models import Mandate
 from vault.errors import NotFoundError
+from vault.models import Resident
+from vault.services import Context
 
 router = APIRouter(prefix="/portaal", include_in_schema=False)
 Csrf = Depends(require_csrf)
@@ -106,6 +111,24 @@ def appoint(
     return RedirectResponse(PAGE + "?klaar=added", status_code=303)
 
 
+def _change(
+    request: Request,
+    viewer: Viewer,
+    services: ServicesDep,
+    now: datetime,
+    change: Callable[[Session, Context, Resident], object],
+    done: str,
+) -> Response:
+    """Change one of the resident's own mandates or invitations; "not found" for any other id."""
+    viewer.require_self()
+    with services.db.session() as session:
+        try:
+            change(session, viewer.context(request, now), viewer.me(session, services.vault))
+        except NotFoundError:
+            raise PageNotFoundError from None
+    return RedirectResponse(f"{PAGE}?klaar={done}", status_code=303)
+
+
 @router.post("/gemachtigden/{mandate_id}/intrekken", dependencies=[Csrf])
 def revoke(
     request: Request,
@@ -115,57 +138,26 @@ def revoke(
     portal: PortalDep,
     now: NowDep,
 ) -> Response:
-    viewer.require_self()
-    with services.db.session() as session:
-        try:
-            me = viewer.me(session, services.vault)
-            portal.mandates.revoke(session, viewer.context(request, now), me, mandate_id)
-        except NotFoundError:
-            raise PageNotFoundError from None
-    return RedirectResponse(PAGE + "?klaar=revoked", status_code=303)
+    def stop(session: Session, ctx: Context, me: Resident) -> None:
+        portal.mandates.revoke(session, ctx, me, mandate_id)
+
+    return _change(request, viewer, services, now, stop, "revoked")
 
 
-def _answer(
-    request: Request,
-    mandate_id: str,
-    viewer: Viewer,
-    services: ServicesDep,
-    portal: PortalDep,
-    now: datetime,
-    *,
-    accept: bool,
-) -> Response:
-    viewer.require_self()
-    with services.db.session() as session:
-        try:
-            me = viewer.me(session, services.vault)
-            portal.mandates.answer_invitation(
-                session, viewer.context(request, now), me, mandate_id, accept=accept
-            )
-        except NotFoundError:
-            raise PageNotFoundError from None
-    return RedirectResponse(PAGE + ("?klaar=accepted" if accept else "?klaar=declined"), status_code=303)
-
-
-@router.post("/gemachtigden/uitnodigingen/{mandate_id}/aanvaarden", dependencies=[Csrf])
-def accept(
+@router.post("/gemachtigden/uitnodigingen/{mandate_id}/{answer}", dependencies=[Csrf])
+def answer_invitation(
     request: Request,
     mandate_id: IdPath,
+    answer: Annotated[str, Path(pattern=r"^(aanvaarden|weigeren)$")],
     viewer: ViewerDep,
     services: ServicesDep,
     portal: PortalDep,
     now: NowDep,
 ) -> Response:
-    return _answer(request, mandate_id, viewer, services, portal, now, accept=True)
+    """Accept (``aanvaarden``) or decline (``weigeren``) an invitation to represent someone."""
+    accept = answer == "aanvaarden"
 
+    def change(session: Session, ctx: Context, me: Resident) -> Mandate:
+        return portal.mandates.answer_invitation(session, ctx, me, mandate_id, accept=accept)
 
-@router.post("/gemachtigden/uitnodigingen/{mandate_id}/weigeren", dependencies=[Csrf])
-def decline(
-    request: Request,
-    mandate_id: IdPath,
-    viewer: ViewerDep,
-    services: ServicesDep,
-    portal: PortalDep,
-    now: NowDep,
-) -> Response:
-    return _answer(request, mandate_id, viewer, services, portal, now, accept=False)
+    return _change(request, viewer, services, now, change, "accepted" if accept else "declined")
