@@ -19,6 +19,7 @@ from kluis.wiring import Services, build_services, initialise
 from tests.conftest import postgres_schema
 from tests.e2e.conftest import development_settings, free_port, live_server
 from tests.e2e.test_consent_flow import CIBA, operator
+from tests.support.world import municipality
 
 BSN = "999993653"
 INCOME = {"maandinkomen": 2345.0, "werkgever": "Meetlat BV"}
@@ -47,26 +48,13 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     services = build_services(settings)
     initialise(services)
     with services.db.session() as s:
-        tenant = services.vault.create_tenant(s, operator(), "gemeente-meetlat", "Meetlat")
-        services.departments.create(s, operator(), tenant, "inkomen", "Inkomen")
-        services.purposes.add(
-            s,
-            operator(),
-            tenant,
-            "bijstand",
-            description_nl="Bijstand",
-            description_en="Assistance",
-            legal_basis="consent",
-            categories=["inkomen", "schulden"],
-            max_days=90,
-        )
-        client, secret = services.clients.create(s, operator(), tenant, "inkomen", secret=True)
-        assert secret is not None
+        town = municipality(s, services, services.vault, operator(), "gemeente-meetlat", name="Meetlat")
+        tenant = town.tenant
         resident = services.vault.add_resident(s, operator(), tenant, BSN)
         services.vault.put_record(s, operator(), resident, "inkomen", INCOME, source="test")
         quiet = services.vault.create_tenant(s, operator(), "gemeente-stil", "Stil")
     made = World(
-        "", services, tenant.id, quiet.id, resident.id, resident.audit_pseudonym, (client.id, secret)
+        "", services, tenant.id, quiet.id, resident.id, resident.audit_pseudonym, town.clients["inkomen"]
     )
     with live_server(settings, services) as base:
         made.base = base

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from schemathesis import GenerationMode
 from kluis.wiring import build_services, initialise
 from tests.e2e.conftest import development_settings, free_port, live_server
 from tests.e2e.test_consent_flow import CIBA, operator
+from tests.support.world import BIJSTAND, municipality
 
 BSN = "999993653"
 
@@ -33,21 +35,10 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     services = build_services(settings_)
     initialise(services)
     with services.db.session() as s:
-        tenant = services.vault.create_tenant(s, operator(), "fuzz", "Fuzz")
-        services.departments.create(s, operator(), tenant, "inkomen", "Inkomen")
-        services.purposes.add(
-            s,
-            operator(),
-            tenant,
-            "bijstand",
-            description_nl="Bijstand",
-            description_en="Aid",
-            legal_basis="consent",
-            categories=["inkomen"],
-            writable_categories=["inkomen"],
-            max_days=30,
-        )
-        client, secret = services.clients.create(s, operator(), tenant, "inkomen", secret=True)
+        fuzz = replace(BIJSTAND, categories=("inkomen",), writable=("inkomen",), max_days=30)
+        town = municipality(s, services, services.vault, operator(), "fuzz", purposes=[fuzz])
+        tenant = town.tenant
+        client_id, secret = town.clients["inkomen"]
         resident = services.vault.add_resident(s, operator(), tenant, BSN)
         services.vault.put_record(s, operator(), resident, "inkomen", {"maandinkomen": 1.0}, source="fuzz")
         resident_token = services.oauth.issue_user_token(
@@ -56,9 +47,8 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         officer_token = services.oauth.issue_user_token(
             s, operator(), role="privacy_officer", tenant_id=tenant.id, subject="fuzz-officer", lifetime=3600
         )
-    assert secret is not None
     with live_server(settings_, services) as base:
-        auth = (client.id, secret)
+        auth = (client_id, secret)
         details = json.dumps([{"type": "kluis:records", "categories": ["inkomen"], "purpose": "bijstand"}])
         asked = httpx.post(
             base + "/oauth/bc-authorize",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from consent.schemas import (
 from consent.services import ConsentServices, build_consent
 from kluis.db import Database
 from tests.conftest import Clock
+from tests.support.world import BIJSTAND, JEUGDHULP, municipality
 from vault.keys import FileKeyProvider
 from vault.models import Resident, Tenant
 from vault.services import Context, VaultService
@@ -107,40 +108,20 @@ def make_town(
 ) -> Callable[[str], Town]:
     def make(slug: str) -> Town:
         with db.session() as s:
-            tenant = vault.create_tenant(s, ctx(), slug, slug.title())
-            for code, name in (("inkomen", "Werk en inkomen"), ("jeugdzorg", "Jeugdzorg")):
-                consent.departments.create(s, ctx(), tenant, code, name)
-            consent.purposes.add(
+            place = municipality(
                 s,
+                consent,
+                vault,
                 ctx(),
-                tenant,
-                "bijstand",
-                description_nl="Aanvraag bijstand",
-                description_en="Social assistance application",
-                legal_basis="consent",
-                categories=["inkomen", "schulden"],
-                writable_categories=["inkomen"],
-                max_days=90,
+                slug,
+                departments=("inkomen", "jeugdzorg"),
+                purposes=(replace(BIJSTAND, writable=("inkomen",)), replace(JEUGDHULP, writable=())),
             )
-            consent.purposes.add(
-                s,
-                ctx(),
-                tenant,
-                "jeugdhulp",
-                description_nl="Jeugdhulp",
-                description_en="Youth care",
-                legal_basis="consent",
-                categories=["jeugdzorg.dossier"],
-                max_days=365,
-            )
+            tenant = place.tenant
             residents = {bsn: vault.add_resident(s, ctx(), tenant, bsn) for bsn in (BSN_A, BSN_B)}
-            clients: dict[str, AuthenticatedClient] = {}
-            secrets: dict[str, str] = {}
-            for department in ("inkomen", "jeugdzorg"):
-                row, secret = consent.clients.create(s, ctx(), tenant, department, secret=True)
-                assert secret is not None
-                secrets[department] = secret
-                clients[department] = AuthenticatedClient(
+            secrets = {department: secret for department, (_, secret) in place.clients.items()}
+            clients = {
+                department: AuthenticatedClient(
                     client_id=row.id,
                     tenant_id=tenant.id,
                     department_id=row.department_id,
@@ -148,6 +129,8 @@ def make_town(
                     method="client_secret_basic",
                     dpop_bound=False,
                 )
+                for department, row in place.client_rows.items()
+            }
         return Town(tenant=tenant, residents=residents, clients=clients, secrets=secrets)
 
     return make

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +36,7 @@ from kluis.wiring import Services, build_services
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import free_port
 from tests.e2e.test_consent_flow import CIBA, operator
+from tests.support import world
 from vault.bsn import is_valid_bsn
 
 KLUIS = str(Path(sys.executable).parent / "kluis")
@@ -277,35 +278,21 @@ def municipality(svc: Services, slug: str, bsns: list[str]) -> Town:
     clients, and residents with an income record and a resident token each."""
     town = Town(slug, "", {}, {})
     with svc.db.session() as s:
-        tenant = svc.vault.create_tenant(s, operator(), slug, slug.title())
+        place = world.municipality(
+            s,
+            svc,
+            svc.vault,
+            operator(),
+            slug,
+            departments=("inkomen", "jeugdzorg"),
+            purposes=(
+                replace(world.BIJSTAND, categories=("inkomen",)),
+                replace(world.JEUGDHULP, max_days=90),
+            ),
+        )
+        tenant = place.tenant
         town.tenant_id = tenant.id
-        for code, name in (("inkomen", "Werk en inkomen"), ("jeugdzorg", "Jeugdzorg")):
-            svc.departments.create(s, operator(), tenant, code, name)
-            client, secret = svc.clients.create(s, operator(), tenant, code, secret=True)
-            assert secret is not None
-            town.clients[code] = (client.id, secret)
-        common = {"legal_basis": "consent", "description_en": "Deployment test"}
-        svc.purposes.add(
-            s,
-            operator(),
-            tenant,
-            "bijstand",
-            description_nl="Bijstand",
-            categories=["inkomen"],
-            max_days=90,
-            **common,
-        )
-        svc.purposes.add(
-            s,
-            operator(),
-            tenant,
-            "jeugdhulp",
-            description_nl="Jeugdhulp",
-            categories=["jeugdzorg.dossier"],
-            writable_categories=["jeugdzorg.dossier"],
-            max_days=90,
-            **common,
-        )
+        town.clients.update(place.clients)
         for n, bsn in enumerate(bsns):
             resident = svc.vault.add_resident(s, operator(), tenant, bsn)
             town.residents[bsn] = resident.id

@@ -32,6 +32,7 @@ from audit.schemas import Actor, TraceContext
 from consent.models import ConsentRequest
 from kluis.wiring import utcnow
 from tests.e2e.conftest import LiveKluis
+from tests.support.world import municipality
 from vault.models import Tenant
 from vault.services import Context
 
@@ -119,20 +120,18 @@ def towns(kluis_instance: LiveKluis) -> Iterator[dict[str, Town]]:
             ("e2e-a", [BSN, BSN_NARROW, BSN_DENY, BSN_EXPIRE, BSN_SLOW, BSN_REFRESH, BSN_DPOP]),
             ("e2e-b", [BSN, BSN_OTHER_TOWN]),
         ):
-            tenant = svc.vault.create_tenant(s, operator(), slug, slug.upper())
-            for code, name in (("inkomen", "Werk en inkomen"), ("jeugdzorg", "Jeugdzorg")):
-                svc.departments.create(s, operator(), tenant, code, name)
-            svc.purposes.add(
+            # The jeugdzorg client is made here (a secret); the inkomen one below (private_key_jwt).
+            place = municipality(
                 s,
+                svc,
+                svc.vault,
                 operator(),
-                tenant,
-                "bijstand",
-                description_nl="Aanvraag bijstand",
-                description_en="Social assistance application",
-                legal_basis="consent",
-                categories=["inkomen", "schulden"],
-                max_days=90,
+                slug,
+                name=slug.upper(),
+                departments=("inkomen", "jeugdzorg"),
+                clients=("jeugdzorg",),
             )
+            tenant = place.tenant
             residents = {}
             for bsn in bsns:
                 resident = svc.vault.add_resident(s, operator(), tenant, bsn)
@@ -142,11 +141,11 @@ def towns(kluis_instance: LiveKluis) -> Iterator[dict[str, Town]]:
             jwt_client, _ = svc.clients.create(
                 s, operator(), tenant, "inkomen", jwks={"keys": [key.as_dict(private=False)]}
             )
-            secret_client, secret = svc.clients.create(s, operator(), tenant, "jeugdzorg", secret=True)
+            secret_client_id, secret = place.clients["jeugdzorg"]
             made[slug] = Town(
                 tenant=tenant,
                 inkomen=Department(kluis_instance.base_url, jwt_client.id, key=key),
-                jeugdzorg=Department(kluis_instance.base_url, secret_client.id, secret=secret),
+                jeugdzorg=Department(kluis_instance.base_url, secret_client_id, secret=secret),
                 residents=residents,
             )
     yield made

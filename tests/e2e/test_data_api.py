@@ -31,6 +31,7 @@ from kluis.wiring import build_services, initialise, utcnow
 from tests.conftest import postgres_schema
 from tests.e2e.conftest import LiveKluis, development_settings, free_port, live_server
 from tests.e2e.test_consent_flow import CIBA, operator
+from tests.support.world import BIJSTAND, JEUGDHULP, municipality
 
 BSN_A, BSN_B, BSN_C = "999993653", "111222333", "123456782"
 INCOME = {"maandinkomen": 2100.0, "werkgever": "Loopback BV", "periode": "2026-10"}
@@ -59,37 +60,20 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     made = Setup(LiveKluis(settings.public_base_url, settings, services), {}, {}, {})
     with services.db.session() as s:
         for slug in ("api-a", "api-b"):
-            tenant = services.vault.create_tenant(s, operator(), slug, slug)
+            town = municipality(
+                s,
+                services,
+                services.vault,
+                operator(),
+                slug,
+                name=slug,
+                departments=("inkomen", "jeugdzorg"),
+                purposes=(BIJSTAND, JEUGDHULP),
+            )
+            tenant = town.tenant
             made.tenants[slug] = tenant.id
-            for code in ("inkomen", "jeugdzorg"):
-                services.departments.create(s, operator(), tenant, code, code.title())
-            services.purposes.add(
-                s,
-                operator(),
-                tenant,
-                "bijstand",
-                description_nl="Bijstand",
-                description_en="Assistance",
-                legal_basis="consent",
-                categories=["inkomen", "schulden"],
-                max_days=90,
-            )
-            services.purposes.add(
-                s,
-                operator(),
-                tenant,
-                "jeugdhulp",
-                description_nl="Jeugdhulp",
-                description_en="Youth care",
-                legal_basis="consent",
-                categories=["jeugdzorg.dossier"],
-                writable_categories=["jeugdzorg.dossier"],
-                max_days=365,
-            )
-            for code in ("inkomen", "jeugdzorg"):
-                client, secret = services.clients.create(s, operator(), tenant, code, secret=True)
-                assert secret is not None
-                made.clients[f"{slug}/{code}"] = (client.id, secret)
+            for code, credentials in town.clients.items():
+                made.clients[f"{slug}/{code}"] = credentials
             for n, bsn in enumerate((BSN_A, BSN_B, BSN_C)):
                 resident = services.vault.add_resident(s, operator(), tenant, bsn)
                 made.residents[f"{slug}/{bsn}"] = resident.id
