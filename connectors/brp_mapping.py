@@ -118,12 +118,12 @@ def adult_from(geboortedatum: str | None) -> date | None:
         born = date(
             int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1
         )
-    except ValueError:
+        year = born.year + AGE_OF_MAJORITY
+        if (born.month, born.day) == (2, 29) and not calendar.isleap(year):
+            return date(year, 2, 28)
+        return born.replace(year=year)
+    except ValueError:  # not a date, or a year no one is born in (past 9981)
         return None
-    year = born.year + AGE_OF_MAJORITY
-    if (born.month, born.day) == (2, 29) and not calendar.isleap(year):
-        return date(year, 2, 28)
-    return born.replace(year=year)
 
 
 # -- groups ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from audit import tags
+from audit.schemas import Actor
 from consent import auditing
 from consent.assertions import ALGORITHMS as ASSERTION_ALGORITHMS
 from consent.dpop import MAX_AGE_SECONDS as DPOP_MAX_AGE_SECONDS
@@ -247,6 +248,9 @@ class OAuthServer:
             # interval more, so that an approval in the request's last seconds can still be fetched.
             # Later, a leaked id is worth nothing: the client asks again (the grant stays the
             # resident's to revoke).
+            # The resident's approval can then never be used: the grant ends too (audited, by the
+            # system), so their list of permissions shows none that no one can use.
+            self._end_unfetched(session, ctx, grant)
             self._refuse(session, ctx, client, "auth_req_id_expired", grant, keep=True)
             raise RequestExpiredError
         reason = self._unusable(session, grant, ctx.now)
@@ -392,6 +396,26 @@ class OAuthServer:
             tenant_id, b"kluis-pairwise-v1:" + department_id.encode() + b":" + resident_id.encode()
         )
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def _end_unfetched(self, session: Session, ctx: Context, grant: Grant) -> None:
+        """Revoke the grant of an approved request whose token was never fetched (uncommitted)."""
+        if grant.revoked_at is not None:
+            return
+        grant.revoked_at = ctx.now
+        grant.revoked_by = "system"
+        grant.refresh_hash = None
+        session.add(grant)
+        auditing.record(
+            session,
+            Context(actor=Actor(type="system", id="kluis:consent"), trace=ctx.trace, now=ctx.now),
+            grant.tenant_id,
+            tags.GRANT_REVOKED,
+            resident=session.get(Resident, grant.resident_id),
+            grant=grant,
+            categories=grant.categories,
+            reason="auth_req_id_expired",
+            details={"revoked_by": "system"},
+        )
 
     def _refuse(
         self,

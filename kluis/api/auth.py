@@ -86,6 +86,7 @@ async def resolve_grant(
                 tenant_id=outcome.tenant_id,
                 client_id=outcome.client_id,
                 grant_id=outcome.grant_id,
+                token_hash=outcome.token_hash,
             )
     if isinstance(outcome, Refusal):
         await record_refusal(services, trace, now, outcome)

@@ -81,7 +81,11 @@ async def checked_grant(
         minute = int(now.timestamp()) // 60
         if services.rate_limit_audited.get(grant.client_id) != minute:
             services.rate_limit_audited[grant.client_id] = minute
-            await record_refusal(services, trace, now, Refusal.of_access(grant, error, "rate_limited"))
+            # The client's entry, not the resident's whose read happened to cross the limit.
+            refusal = Refusal(
+                error, "rate_limited", verified=True, tenant_id=grant.tenant_id, client_id=grant.client_id
+            )
+            await record_refusal(services, trace, now, refusal)
         raise error
     if grant.dpop_jkt is None:
         return grant  # the common case: no thread hop, no database

@@ -132,7 +132,7 @@ def resident_erase(
         t = svc.vault.tenant(session, tenant)
         resident = svc.vault.resident_by_bsn(session, t.id, bsn)
         ctx = operator_context()
-        end_mandates_of(session, resident, ctx.now)  # committed with the erasure, or not at all
+        end_mandates_of(session, svc.vault, ctx, resident)  # committed with the erasure, or not at all
         svc.vault.erase_resident(session, ctx, resident)
         emit(as_json, {"resident_id": resident.id, "erased": True}, f"erased resident {resident.id}")
 

@@ -34,6 +34,7 @@ class AccessEntry:
     categories: tuple[str, ...]
     purpose: str | None
     decision: str | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,55 +53,78 @@ def _what(entry: AccessEntry, lang: Lang) -> str:
     return ", ".join(phrases)
 
 
-def describe(entry: AccessEntry, names: Names, lang: Lang) -> str:
-    """One sentence in plain language; unknown events still say who, when and what kind."""
+# Sentences whose words depend on who reads them, not only on the event (message ids).
+OWN_ACTS = {  # the representative's own acts, read in their own history (or while acting)
+    tags.REPRESENTATIVE_ACTING: N_("You started acting on behalf of someone else on %(when)s."),
+    tags.REPRESENTATIVE_ACCEPTED: N_("You accepted to be someone's representative on %(when)s."),
+    tags.REPRESENTATIVE_DECLINED: N_("You declined to be someone's representative on %(when)s."),
+}
+SENTENCES = {
+    tags.REQUEST_CREATED: N_("%(who)s asked to use %(what)s on %(when)s for: %(purpose)s"),
+    tags.REQUEST_APPROVED: N_("%(who)s gave permission for %(what)s on %(when)s."),
+    tags.REQUEST_DENIED: N_("%(who)s refused a request for %(what)s on %(when)s."),
+    tags.GRANT_REVOKED: N_("%(who)s stopped a permission for %(what)s on %(when)s."),
+    tags.TOKEN_ISSUED: N_("%(who)s received access to %(what)s on %(when)s."),
+    tags.TOKEN_REFUSED: N_("%(who)s was refused access to %(what)s on %(when)s."),
+    tags.RECORD_WRITTEN: N_("%(who)s stored %(what)s on %(when)s."),
+    tags.RECORD_IMPORTED: N_("%(who)s stored %(what)s on %(when)s."),
+    tags.RESIDENT_EXPORTED: N_("%(who)s downloaded all data on %(when)s."),
+    tags.RESIDENT_LOGGED_IN: N_("%(who)s logged in to this portal on %(when)s."),
+    tags.REPRESENTATIVE_APPOINTED: N_("%(who)s appointed a representative on %(when)s."),
+    tags.REPRESENTATIVE_ACCEPTED: N_(
+        "The person you appointed accepted to be your representative on %(when)s."
+    ),
+    tags.REPRESENTATIVE_DECLINED: N_(
+        "The person you appointed declined to be your representative on %(when)s."
+    ),
+    tags.REPRESENTATIVE_REVOKED: N_("%(who)s stopped a representative on %(when)s."),
+    tags.REPRESENTATIVE_ACTING: N_("%(who)s started acting on your behalf on %(when)s."),
+}
+ERASED_REPRESENTATIVE = N_(
+    "A representative of yours had their vault erased on %(when)s; they no longer act for you."
+)
+
+
+def _who(entry: AccessEntry, names: Names, lang: Lang) -> str:
     t = i18n.translations(lang).gettext
-    when = i18n.when(entry.time, lang)
-    what = _what(entry, lang)
     if entry.actor_id == names.me and entry.on_behalf_of is None:
-        who = t(N_("You"))
-    elif entry.actor_type == "representative":
-        who = (
+        return t(N_("You"))
+    if entry.actor_type == "representative":
+        return (
             t(N_("You, on behalf of someone else"))
             if entry.actor_id == names.me
             else t(N_("Your representative"))
         )
-    elif entry.department:
-        who = names.departments.get(entry.department, entry.department)
-    elif entry.actor_type == "operator":
-        who = t(N_("An administrator of the municipality"))
-    else:
-        who = t(N_("The system"))
-    purpose = names.purposes.get(entry.purpose or "", entry.purpose or "")
-    values = {"who": who, "what": what, "when": when, "purpose": purpose}
+    if entry.department:
+        return names.departments.get(entry.department, entry.department)
+    if entry.actor_type == "operator":
+        return t(N_("An administrator of the municipality"))
+    return t(N_("The system"))
+
+
+def _sentence(entry: AccessEntry, names: Names, purpose: str) -> str:
+    """The message id that tells ``entry`` to the reader ``names`` describes."""
     if entry.name in READS:
         if entry.decision == "deny":
-            return t(N_("%(who)s tried to view %(what)s on %(when)s, but was refused.")) % values
+            return N_("%(who)s tried to view %(what)s on %(when)s, but was refused.")
         if purpose:
-            return t(N_("%(who)s viewed %(what)s on %(when)s for: %(purpose)s")) % values
-        return t(N_("%(who)s viewed %(what)s on %(when)s.")) % values
-    if entry.name == tags.REPRESENTATIVE_ACTING:
-        if entry.actor_id == names.me:  # the representative's own history
-            return t(N_("You started acting on behalf of someone else on %(when)s.")) % values
-        return t(N_("%(who)s started acting on your behalf on %(when)s.")) % values
-    sentences = {
-        tags.REQUEST_CREATED: N_("%(who)s asked to use %(what)s on %(when)s for: %(purpose)s"),
-        tags.REQUEST_APPROVED: N_("%(who)s gave permission for %(what)s on %(when)s."),
-        tags.REQUEST_DENIED: N_("%(who)s refused a request for %(what)s on %(when)s."),
-        tags.GRANT_REVOKED: N_("%(who)s stopped a permission for %(what)s on %(when)s."),
-        tags.TOKEN_ISSUED: N_("%(who)s received access to %(what)s on %(when)s."),
-        tags.RECORD_WRITTEN: N_("%(who)s stored %(what)s on %(when)s."),
-        tags.RECORD_IMPORTED: N_("%(who)s stored %(what)s on %(when)s."),
-        tags.RESIDENT_EXPORTED: N_("%(who)s downloaded all data on %(when)s."),
-        tags.REPRESENTATIVE_APPOINTED: N_("%(who)s appointed a representative on %(when)s."),
-        tags.REPRESENTATIVE_ACCEPTED: N_(
-            "The person you appointed accepted to be your representative on %(when)s."
-        ),
-        tags.REPRESENTATIVE_DECLINED: N_(
-            "The person you appointed declined to be your representative on %(when)s."
-        ),
-        tags.REPRESENTATIVE_REVOKED: N_("%(who)s stopped a representative on %(when)s."),
-        tags.RESIDENT_LOGGED_IN: N_("%(who)s logged in to this portal on %(when)s."),
+            return N_("%(who)s viewed %(what)s on %(when)s for: %(purpose)s")
+        return N_("%(who)s viewed %(what)s on %(when)s.")
+    if entry.name in OWN_ACTS and entry.actor_id == names.me:
+        return OWN_ACTS[entry.name]
+    if entry.name == tags.REPRESENTATIVE_REVOKED and entry.reason == "representative_erased":
+        return ERASED_REPRESENTATIVE
+    return SENTENCES.get(entry.name, N_("%(who)s did something with %(what)s on %(when)s."))
+
+
+def describe(entry: AccessEntry, names: Names, lang: Lang) -> str:
+    """One sentence in plain language; unknown events still say who, when and what kind."""
+    t = i18n.translations(lang).gettext
+    purpose = names.purposes.get(entry.purpose or "", entry.purpose or "")
+    values = {
+        "who": _who(entry, names, lang),
+        "what": _what(entry, lang),
+        "when": i18n.when(entry.time, lang),
+        "purpose": purpose,
     }
-    sentence = sentences.get(entry.name, N_("%(who)s did something with %(what)s on %(when)s."))
-    return t(sentence) % values
+    return t(_sentence(entry, names, purpose)) % values

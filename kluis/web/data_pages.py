@@ -156,8 +156,9 @@ def erase_final(
         raise CsrfError
     with services.db.session() as session:
         me = viewer.me(session, services.vault)
-        end_mandates_of(session, me, now)  # committed with the erasure, or not at all
-        services.vault.erase_resident(session, viewer.context(request, now), me)
+        ctx = viewer.context(request, now)
+        end_mandates_of(session, services.vault, ctx, me)  # committed with the erasure, or not at all
+        services.vault.erase_resident(session, ctx, me)
     portal.store.end_sessions_of(viewer.me_id)
     state.logout()
     return portal.templates.render(request, "erased.html")

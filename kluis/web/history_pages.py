@@ -55,6 +55,7 @@ def entries_for(session: Session, services: Services, viewer: Viewer) -> list[Ac
             categories=logged.event.categories,
             purpose=logged.event.processing_activity_id,
             decision=logged.event.decision,
+            reason=logged.event.reason,
         )
         for logged in page.entries
         if viewer.is_self or _about_the_subject(logged.event, viewer.subject_pseudonym)

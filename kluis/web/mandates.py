@@ -33,6 +33,7 @@ from vault.services import DEPARTMENT_SOURCE, Context, VaultService, new_id
 
 BRP_CATEGORY = "brp.persoon"
 MAX_MANDATE = timedelta(days=5 * 366)
+MAX_OPEN_INVITATIONS = 10
 
 
 def _scope(mandate: Mandate) -> str:
@@ -67,23 +68,46 @@ class Principal:
     valid_until: datetime | None
 
 
-def end_mandates_of(session: Session, resident: Resident, now: datetime) -> None:
-    """Before ``resident`` is erased, in the erasure's transaction: stop every mandate they gave,
-    held, or were invited to, and drop the BSN pseudonyms those rows keep (of the erased resident,
-    or of the people they chose: nothing is left to look them up for)."""
-    involved = or_(col(Mandate.principal_id) == resident.id, col(Mandate.representative_id) == resident.id)
+def end_mandates_of(session: Session, vault: VaultService, ctx: Context, resident: Resident) -> None:
+    """Before ``resident`` is erased, in the erasure's transaction, and without committing:
+
+    - the mandates they gave stop;
+    - the mandates they held stop, each with an entry in its principal's trail (reason
+      ``representative_erased``), so the principal's history says why the representative is gone;
+    - invitations naming them lose the BSN pseudonym but stay "waiting" until they end, exactly
+      like an invitation to a BSN without a vault: the principal learns nothing from the erasure.
+
+    No row keeps a BSN pseudonym of theirs, or of the people they chose."""
+    tenant = col(Mandate.tenant_id) == resident.tenant_id
+    held = session.exec(
+        select(Mandate).where(
+            tenant, col(Mandate.representative_id) == resident.id, col(Mandate.revoked_at).is_(None)
+        )
+    ).all()
+    for mandate in held:
+        principal = session.get(Resident, mandate.principal_id)
+        if principal is not None and principal.erased_at is None:
+            vault.audit(
+                session,
+                ctx,
+                resident.tenant_id,
+                tags.REPRESENTATIVE_REVOKED,
+                resident=principal,
+                reason="representative_erased",
+                details={"mandate": mandate.id},
+            )
+    gave_or_held = or_(
+        col(Mandate.principal_id) == resident.id, col(Mandate.representative_id) == resident.id
+    )
+    session.execute(
+        update(Mandate)
+        .where(tenant, gave_or_held, col(Mandate.revoked_at).is_(None))
+        .values(revoked_at=ctx.now)
+    )
+    forgotten = gave_or_held
     if resident.bsn_pseudonym is not None:
-        involved = or_(involved, col(Mandate.representative_pseudonym) == resident.bsn_pseudonym)
-    session.execute(
-        update(Mandate)
-        .where(col(Mandate.tenant_id) == resident.tenant_id, involved, col(Mandate.revoked_at).is_(None))
-        .values(revoked_at=now)
-    )
-    session.execute(
-        update(Mandate)
-        .where(col(Mandate.tenant_id) == resident.tenant_id, involved)
-        .values(representative_pseudonym=None)
-    )
+        forgotten = or_(gave_or_held, col(Mandate.representative_pseudonym) == resident.bsn_pseudonym)
+    session.execute(update(Mandate).where(tenant, forgotten).values(representative_pseudonym=None))
 
 
 def _in_force(
@@ -128,6 +152,13 @@ class MandateService:
             raise MandateError(N_("This is not a valid BSN. Check the number.")) from None
         if pseudonym == principal.bsn_pseudonym:
             raise MandateError(N_("You cannot be your own representative."))
+        # Each invitation shows the principal's name to whoever holds that BSN: a cap keeps the form
+        # from being a way to reach (or pester) many people.
+        waiting = [m for m in self.given(session, principal, ctx.now) if m.accepted_at is None]
+        if len(waiting) >= MAX_OPEN_INVITATIONS:
+            raise MandateError(
+                N_("Too many of your invitations are still waiting. Stop one before you invite someone else.")
+            )
         # No look-up of the BSN: the answer is the same whether or not it has a vault here. The
         # person it belongs to sees the invitation when they log in, and accepts or declines it.
         mandate = Mandate(
@@ -182,12 +213,23 @@ class MandateService:
             raise NotFoundError("no such invitation")
         principal = session.get(Resident, mandate.principal_id)
         assert principal is not None  # invitations() only lists those of a principal with a vault
-        if accept:
-            mandate.accepted_at = ctx.now
-            mandate.representative_id = me.id
-        else:
-            mandate.revoked_at = ctx.now
-        session.add(mandate)
+        # Compare and set: of an accept and a decline at the same moment (two tabs, two nodes),
+        # one wins and the other finds no invitation, never both.
+        answered = session.execute(
+            update(Mandate)
+            .where(
+                col(Mandate.id) == mandate.id,
+                col(Mandate.accepted_at).is_(None),
+                col(Mandate.revoked_at).is_(None),
+            )
+            .values(
+                {"accepted_at": ctx.now, "representative_id": me.id} if accept else {"revoked_at": ctx.now}
+            )
+        )
+        if getattr(answered, "rowcount", 0) != 1:
+            session.rollback()
+            raise NotFoundError("no such invitation")
+        session.refresh(mandate)
         self.vault.audit(
             session,
             ctx,
@@ -275,23 +317,37 @@ class MandateService:
             return []
         children = [k for k in record.get("kinderen", ()) if k.get("bsn")]
         names = {k["bsn"]: _name(k.get("naam")) for k in children}
-        adult = {k["bsn"]: adult_from(k.get("geboortedatum")) for k in children}
+        born = {k["bsn"]: k.get("geboortedatum") for k in children}
         today = now.astimezone(TIMEZONE).date()
         out: list[Principal] = []
         for relation in relations:
             child_bsn = relation.minderjarige_bsn
             if child_bsn is None or not relation.grants_authority_to(parent_bsn):
                 continue
-            of_age = adult.get(child_bsn)
-            if of_age is not None and today >= of_age:
-                continue
             try:
                 child = self.vault.resident_by_bsn(session, parent.tenant_id, child_bsn)
             except (InvalidInputError, NotFoundError):
                 continue
-            if child.erased_at is None and child.id != parent.id:
-                out.append(Principal(child, GEZAG, names.get(child_bsn), None))
+            if child.erased_at is not None or child.id == parent.id:
+                continue
+            # The earliest day either registry record lets the child be of age: the parent's
+            # ``kinderen`` (absent for a guardian or a third party with gezag) or the child's own.
+            days = [adult_from(born.get(child_bsn)), adult_from(self._registry_birth_date(session, child))]
+            known = [day for day in days if day is not None]
+            if known and today >= min(known):
+                continue
+            out.append(Principal(child, GEZAG, names.get(child_bsn), None))
         return out
+
+    def _registry_birth_date(self, session: Session, resident: Resident) -> str | None:
+        """The birth date in ``resident``'s own ``brp.persoon``, if the registry gave that version (a
+        department's write could otherwise make an adult a minor again)."""
+        content = self._brp(session, resident)
+        if content is None or content.source.startswith(DEPARTMENT_SOURCE):
+            return None
+        geboorte = content.data.get("geboorte")
+        datum = geboorte.get("datum") if isinstance(geboorte, dict) else None
+        return datum if isinstance(datum, str) else None
 
     def principal_name(self, session: Session, mandate: Mandate) -> str | None:
         """Whose invitation this is: the representative must know whom they would act for."""

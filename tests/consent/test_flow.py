@@ -271,6 +271,12 @@ def test_an_approved_auth_req_id_expires_with_its_expires_in(db, consent, clock,
         poll(db, consent, clock, client, late)
     refused = [r for r in audit_rows(db, town.tenant.id) if r["name"] == "consent:token:refused"]
     assert [r["reason"] for r in refused] == ["auth_req_id_expired"]
+    # Its grant, which nothing could ever use now, ends with it: by the system, audited.
+    ended = [r for r in audit_rows(db, town.tenant.id) if r["name"] == "consent:grant:revoked"]
+    assert [(r["reason"], r["actor"]["type"]) for r in ended] == [("auth_req_id_expired", "system")]
+    with db.read_session() as s:
+        views = consent.requests.grants(s, town.principal(), clock()).items
+    assert sorted(v.status for v in views) == ["active", "revoked"]
 
 
 def test_an_unknown_bsn_gets_the_same_answers_and_never_a_grant(db, consent, clock, town):

@@ -450,7 +450,7 @@ def test_a_client_over_its_rate_limit_gets_429_with_retry_after(setup: Setup) ->
     before = settings.rate_limit_per_minute
     settings.rate_limit_per_minute = 2
     try:
-        audited_before = refusal_reasons(setup, "api-b")
+        audited_before = refusals(setup, "api-b")
         answers = [get(setup, token, "/api/v1/records/inkomen") for _ in range(6)]
     finally:
         settings.rate_limit_per_minute = before
@@ -460,17 +460,20 @@ def test_a_client_over_its_rate_limit_gets_429_with_retry_after(setup: Setup) ->
     # The refusals are audited, once per client and minute rather than once per request (a client
     # over its limit cannot write the log at its own rate): one entry, two if a minute turned.
     turned_away = sum(a.status_code == 429 for a in answers)
-    audited = refusal_reasons(setup, "api-b")[len(audited_before) :].count("rate_limited")
-    assert turned_away >= 3 and 1 <= audited <= 2 < turned_away
+    audited = [e for e in refusals(setup, "api-b")[len(audited_before) :] if e["reason"] == "rate_limited"]
+    assert turned_away >= 3 and 1 <= len(audited) <= 2 < turned_away
+    # The client's entry: not in the trail of the resident whose read crossed the limit.
+    assert all(e["data_subject_id"] is None and e["grant_id"] is None for e in audited)
+    assert all(e["client_id"] == setup.clients["api-b/inkomen"][0] for e in audited)
 
 
-def refusal_reasons(setup: Setup, slug: str) -> list[str | None]:
+def refusals(setup: Setup, slug: str) -> list[dict[str, Any]]:
     with setup.kluis.services.db.read_session() as s:
         rows = s.execute(
             text("SELECT leaf_bytes FROM audit_entry WHERE tenant_id = :t AND name = :n ORDER BY seq"),
             {"t": setup.tenants[slug], "n": "consent:token:refused"},
         )
-        return [leaf.parse(bytes(r[0])).get("reason") for r in rows]
+        return [leaf.parse(bytes(r[0])) for r in rows]
 
 
 def test_the_oauth_endpoints_limit_each_address(setup: Setup) -> None:

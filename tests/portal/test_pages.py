@@ -221,10 +221,26 @@ def test_erasure_needs_two_confirmations_and_ends_every_session(
     second_device = login(server, clients, ERASER)
     page = client.get("/portaal/wissen")
     token = csrf_of(page.text)
-    # Mandates the resident gave or was invited to end with the erasure, and keep no pseudonym.
+    # Mandates: one the resident gave, one they were invited to, one they accepted.
     assert _appoint(client, token, NOBODY).status_code == 303
     inviter = login(server, clients, ADULT)
     assert _appoint(inviter, csrf_of(inviter.get("/portaal/gemachtigden").text), ERASER).status_code == 303
+    principal = login(server, clients, OTHER)
+    assert (
+        _appoint(principal, csrf_of(principal.get("/portaal/gemachtigden").text), ERASER).status_code == 303
+    )
+    invitations = client.get("/portaal/gemachtigden").text
+    other_id = _resident_id(server, OTHER)
+    with server.services.db.read_session() as session:
+        [from_other] = session.execute(
+            text(
+                "SELECT id FROM mandate WHERE principal_id = :p "
+                "AND accepted_at IS NULL AND revoked_at IS NULL"
+            ),
+            {"p": other_id},
+        ).scalars()
+    accept = f"/portaal/gemachtigden/uitnodigingen/{from_other}/aanvaarden"
+    assert client.post(accept, data={"csrf_token": csrf_of(invitations)}).status_code == 303
     # Without ticking "I understand" nothing happens.
     assert client.post("/portaal/wissen", data={"csrf_token": token}).status_code == 400
     # The final step without the code of the first step is refused.
@@ -240,15 +256,24 @@ def test_erasure_needs_two_confirmations_and_ends_every_session(
     with server.services.db.read_session() as session:
         resident = server.services.vault.resident(session, server.tenant.id, eraser_id)
         assert resident.erased_at is not None and resident.wrapped_data_key is None
-        mandates = session.execute(
-            text(
-                "SELECT revoked_at, representative_pseudonym FROM mandate "
-                "WHERE principal_id = :me OR principal_id = :inviter"
-            ),
-            {"me": eraser_id, "inviter": _resident_id(server, ADULT)},
-        ).all()
-    assert len(mandates) == 2
-    assert all(revoked is not None and pseudonym is None for revoked, pseudonym in mandates)
+        mandates = {
+            principal_id: (revoked, pseudonym)
+            for principal_id, revoked, pseudonym in session.execute(
+                text(
+                    "SELECT principal_id, revoked_at, representative_pseudonym FROM mandate "
+                    "WHERE principal_id IN (:me, :inviter) OR id = :accepted"
+                ),
+                {"me": eraser_id, "inviter": _resident_id(server, ADULT), "accepted": from_other},
+            )
+        }
+    assert len(mandates) == 3 and all(pseudonym is None for _, pseudonym in mandates.values())
+    assert mandates[eraser_id][0] is not None and mandates[other_id][0] is not None  # stopped
+    # An invitation to the erased resident stays "waiting", as one to a BSN without a vault does:
+    # the inviter learns nothing from the erasure.
+    assert mandates[_resident_id(server, ADULT)][0] is None
+    assert "Wacht tot de persoon aanvaardt" in inviter.get("/portaal/gemachtigden").text
+    # The principal whose representative was erased reads why in their history.
+    assert "De kluis van een gemachtigde van u is op" in principal.get("/portaal/inzage").text
     assert second_device.get("/portaal/gegevens").status_code == 303
 
 
@@ -318,7 +343,9 @@ def test_a_resident_invites_a_representative_who_accepts_and_may_then_view_but_n
     assert accepted.status_code == 303 and accepted.headers["location"].endswith("klaar=accepted")
     assert "Aanvaard" in principal.get("/portaal/gemachtigden").text
     history = principal.get("/portaal/inzage").text
-    assert "aanvaardde op" in history and "uw gemachtigde te zijn" in history
+    assert "De persoon die u machtigde, aanvaardde op" in history
+    own_history = representative.get("/portaal/inzage").text
+    assert "U aanvaardde op" in own_history and "De persoon die u machtigde" not in own_history
     acted = representative.post("/portaal/namens", data=act)
     assert acted.status_code == 303
     # Acting begins with an entry in the principal's trail (the banner shows their name from now on).
@@ -361,8 +388,14 @@ def test_appointing_does_not_tell_whether_a_bsn_has_a_vault(
     with server.services.db.read_session() as session:
         rows = session.execute(
             text("SELECT leaf_bytes FROM audit_entry WHERE name = 'consent:representative:appointed'")
-        )
-        assert all("representative" not in leaf.parse(bytes(r[0])).get("details", {}) for r in rows)
+        ).all()
+    assert len(rows) >= 2
+    assert all("representative" not in leaf.parse(bytes(r[0]))["details"] for r in rows)
+    # Ten invitations may wait at a time, whoever they are for.
+    for _ in range(8):
+        assert _appoint(principal, token, NOBODY).status_code == 303
+    eleventh = _appoint(principal, token, NOBODY)
+    assert eleventh.status_code == 400 and "Te veel van uw uitnodigingen wachten nog" in eleventh.text
 
 
 def test_a_declined_invitation_is_gone_and_the_principal_sees_it(
@@ -560,6 +593,32 @@ def test_gezag_ends_on_the_child_s_eighteenth_birthday_not_at_the_next_import(se
         assert children(datetime(2026, 5, 31, 12, 0, tzinfo=TIMEZONE), "2008-06") == [child_id]
         assert children(datetime(2026, 6, 1, 0, 0, tzinfo=TIMEZONE), "2008-06") == []
 
+        # A guardian (a third party with gezag) has no ``kinderen`` entry for the ward: the ward's
+        # own registry record gives the date. A department's version of it does not count.
+        ward_bsn = "999990172"
+        ward = services.vault.add_resident(session, operator(), server.tenant, ward_bsn)
+        record = brp_record("Voogd")
+        record["gezag"] = [
+            {
+                "type": "Voogdij",
+                "minderjarige_bsn": ward_bsn,
+                "meerderjarigen": [{"rol": "derde", "bsn": parent_bsn}],
+            }
+        ]
+        own = {**brp_record("Pupil"), "geboorte": {"datum": "2008-06-15"}}
+
+        def wards(on: datetime, source: str) -> list[str]:
+            services.vault.put_record(session, operator(), ward, "brp.persoon", own, source=source)
+            services.vault.put_record(session, operator(), parent, "brp.persoon", record, source="brp")
+            return [p.resident.id for p in mandates.children_with_gezag(session, parent, on)]
+
+        assert wards(eve, "brp") == [ward.id]
+        assert wards(birthday, "brp") == []
+        # A department's version of the ward's record is not the registry's word: its date is not
+        # read (the relation then lasts until the next import, as without a date).
+        own["geboorte"] = {"datum": "2001-01-01"}
+        assert wards(eve, "department:jeugdzorg") == [ward.id]
+
 
 def test_a_representative_sees_what_was_done_with_the_subject_s_data_only() -> None:
     from audit import tags
@@ -581,3 +640,42 @@ def test_a_representative_sees_what_was_done_with_the_subject_s_data_only() -> N
     assert not _about_the_subject(entry(tags.REQUEST_APPROVED, for_the_child, child), parent)
     own_login = Actor(type="resident", id=parent)
     assert not _about_the_subject(entry(tags.RESIDENT_LOGGED_IN, own_login, parent), parent)
+
+
+def test_an_invitation_is_answered_once_even_when_two_answers_cross(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from kluis.web.mandates import MandateService
+    from kluis.wiring import utcnow
+    from tests.portal.conftest import operator
+    from vault.errors import NotFoundError
+
+    services = server.services
+    mandates = MandateService(services.vault)
+    with services.db.session() as session:
+        principal = services.vault.add_resident(session, operator(), server.tenant, "999990184")
+        invited = services.vault.add_resident(session, operator(), server.tenant, "999990196")
+        mandates.appoint(
+            session,
+            operator(),
+            principal,
+            "999990196",
+            may_decide=False,
+            valid_until=utcnow() + timedelta(days=9),
+        )
+    with services.db.session() as session:
+        seen = mandates.invitations(session, invited, utcnow())  # what a second tab still shows
+    assert len(seen) == 1
+    with services.db.session() as session:
+        mandates.answer_invitation(session, operator(), invited, seen[0].id, accept=True)
+    # The decline that crossed it finds the invitation answered, even past the listing's check.
+    monkeypatch.setattr(mandates, "invitations", lambda *_: seen)
+    with services.db.session() as session, pytest.raises(NotFoundError):
+        mandates.answer_invitation(session, operator(), invited, seen[0].id, accept=False)
+    with services.db.read_session() as session:
+        [row] = session.execute(
+            text("SELECT accepted_at, revoked_at FROM mandate WHERE id = :m"), {"m": seen[0].id}
+        ).all()
+    assert row[0] is not None and row[1] is None
