@@ -80,9 +80,17 @@ SENTENCES = {
     tags.REPRESENTATIVE_REVOKED: N_("%(who)s stopped a representative on %(when)s."),
     tags.REPRESENTATIVE_ACTING: N_("%(who)s started acting on your behalf on %(when)s."),
 }
-ERASED_REPRESENTATIVE = N_(
-    "A representative of yours had their vault erased on %(when)s; they no longer act for you."
-)
+# A mandate that ended without the principal: (the principal's sentence, the one who ended it).
+REVOCATIONS = {
+    "representative_erased": (
+        N_("A representative of yours had their vault erased on %(when)s; they no longer act for you."),
+        N_("A representative of yours had their vault erased on %(when)s; they no longer act for you."),
+    ),
+    "representative_withdrew": (
+        N_("Your representative stopped acting for you on %(when)s."),
+        N_("You stopped representing someone on %(when)s."),
+    ),
+}
 
 
 def _who(entry: AccessEntry, names: Names, lang: Lang) -> str:
@@ -102,18 +110,23 @@ def _who(entry: AccessEntry, names: Names, lang: Lang) -> str:
     return t(N_("The system"))
 
 
+def _read_sentence(entry: AccessEntry, purpose: str) -> str:
+    if entry.decision == "deny":
+        return N_("%(who)s tried to view %(what)s on %(when)s, but was refused.")
+    if purpose:
+        return N_("%(who)s viewed %(what)s on %(when)s for: %(purpose)s")
+    return N_("%(who)s viewed %(what)s on %(when)s.")
+
+
 def _sentence(entry: AccessEntry, names: Names, purpose: str) -> str:
     """The message id that tells ``entry`` to the reader ``names`` describes."""
     if entry.name in READS:
-        if entry.decision == "deny":
-            return N_("%(who)s tried to view %(what)s on %(when)s, but was refused.")
-        if purpose:
-            return N_("%(who)s viewed %(what)s on %(when)s for: %(purpose)s")
-        return N_("%(who)s viewed %(what)s on %(when)s.")
-    if entry.name in OWN_ACTS and entry.actor_id == names.me:
+        return _read_sentence(entry, purpose)
+    mine = entry.actor_id == names.me
+    if entry.name == tags.REPRESENTATIVE_REVOKED and entry.reason in REVOCATIONS:
+        return REVOCATIONS[entry.reason][mine]
+    if mine and entry.name in OWN_ACTS:
         return OWN_ACTS[entry.name]
-    if entry.name == tags.REPRESENTATIVE_REVOKED and entry.reason == "representative_erased":
-        return ERASED_REPRESENTATIVE
     return SENTENCES.get(entry.name, N_("%(who)s did something with %(what)s on %(when)s."))
 
 

@@ -266,6 +266,28 @@ class MandateService:
         )
         session.commit()
 
+    def withdraw(self, session: Session, ctx: Context, representative: Resident, mandate_id: str) -> None:
+        """The representative stops acting for the principal (their agreement is theirs to take
+        back), in the principal's trail with reason ``representative_withdrew``."""
+        mandate = next(
+            (m for m in self.received(session, representative, ctx.now) if m.id == mandate_id), None
+        )
+        principal = session.get(Resident, mandate.principal_id) if mandate is not None else None
+        if mandate is None or principal is None:
+            raise NotFoundError("no such mandate")
+        mandate.revoked_at = ctx.now
+        session.add(mandate)
+        self.vault.audit(
+            session,
+            ctx,
+            principal.tenant_id,
+            tags.REPRESENTATIVE_REVOKED,
+            resident=principal,
+            reason="representative_withdrew",
+            details={"mandate": mandate.id, "representative": representative.audit_pseudonym},
+        )
+        session.commit()
+
     def given(self, session: Session, principal: Resident, now: datetime) -> list[Mandate]:
         """The principal's mandates still in force, accepted or not yet."""
         return _in_force(session, principal.tenant_id, now, col(Mandate.principal_id) == principal.id)

@@ -33,7 +33,7 @@ router = APIRouter(prefix="/portaal", include_in_schema=False)
 Csrf = Depends(require_csrf)
 IdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 PAGE = "/portaal/gemachtigden"
-DONE = ("added", "revoked", "accepted", "declined")
+DONE = ("added", "revoked", "accepted", "declined", "withdrawn")
 
 
 def _render(
@@ -54,6 +54,10 @@ def _render(
             (mandate, portal.mandates.principal_name(session, mandate))
             for mandate in portal.mandates.invitations(session, me, now)
         ]
+        represented = [
+            (mandate, portal.mandates.principal_name(session, mandate))
+            for mandate in portal.mandates.received(session, me, now)
+        ]
         # Rendered inside the unit of work: the rows are only readable while it is open.
         return portal.templates.render(
             request,
@@ -61,6 +65,7 @@ def _render(
             viewer=viewer,
             given=given,
             invitations=invitations,
+            represented=represented,
             error=error,
             done=done,
             status=status,
@@ -142,6 +147,23 @@ def revoke(
         portal.mandates.revoke(session, ctx, me, mandate_id)
 
     return _change(request, viewer, services, now, stop, "revoked")
+
+
+@router.post("/gemachtigden/namens/{mandate_id}/stoppen", dependencies=[Csrf])
+def withdraw(
+    request: Request,
+    mandate_id: IdPath,
+    viewer: ViewerDep,
+    services: ServicesDep,
+    portal: PortalDep,
+    now: NowDep,
+) -> Response:
+    """The representative stops representing someone (the principal sees it in their history)."""
+
+    def stop(session: Session, ctx: Context, me: Resident) -> None:
+        portal.mandates.withdraw(session, ctx, me, mandate_id)
+
+    return _change(request, viewer, services, now, stop, "withdrawn")
 
 
 @router.post("/gemachtigden/uitnodigingen/{mandate_id}/{answer}", dependencies=[Csrf])

@@ -21,9 +21,6 @@ from tests.portal.conftest import (
     login,
     logins_of,
 )
-from tests.portal.conftest import (
-    DECIDER as DECIDER_BSN,
-)
 
 
 def test_overview_shows_categories_sources_and_dates(server: LiveServer, clients: list[httpx.Client]) -> None:
@@ -401,12 +398,16 @@ def test_appointing_does_not_tell_whether_a_bsn_has_a_vault(
 def test_a_declined_invitation_is_gone_and_the_principal_sees_it(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
-    from tests.portal.conftest import GRANTOR
+    from tests.portal.conftest import operator
 
-    principal = login(server, clients, GRANTOR)
+    # Residents of this test alone (the session's server is shared; others erase theirs).
+    with server.services.db.session() as session:
+        for bsn in ("999990226", "999990238"):
+            server.services.vault.add_resident(session, operator(), server.tenant, bsn)
+    principal = login(server, clients, "999990226")
     token = csrf_of(principal.get("/portaal/gemachtigden").text)
-    assert _appoint(principal, token, DECIDER_BSN, scope="decide").status_code == 303
-    invited = login(server, clients, DECIDER_BSN)
+    assert _appoint(principal, token, "999990238", scope="decide").status_code == 303
+    invited = login(server, clients, "999990238")
     page = invited.get("/portaal/gemachtigden").text
     assert "hun gegevens bekijken en beslissen over verzoeken" in page
     [invitation] = {m.group(1) for m in INVITATION.finditer(page)}
@@ -679,3 +680,41 @@ def test_an_invitation_is_answered_once_even_when_two_answers_cross(
             text("SELECT accepted_at, revoked_at FROM mandate WHERE id = :m"), {"m": seen[0].id}
         ).all()
     assert row[0] is not None and row[1] is None
+
+
+def test_a_representative_may_stop_representing_and_the_principal_reads_it(
+    server: LiveServer, clients: list[httpx.Client]
+) -> None:
+    from tests.portal.conftest import operator
+
+    with server.services.db.session() as session:
+        for bsn in ("999990202", "999990214"):
+            server.services.vault.add_resident(session, operator(), server.tenant, bsn)
+    principal = login(server, clients, "999990202")
+    assert (
+        _appoint(principal, csrf_of(principal.get("/portaal/gemachtigden").text), "999990214").status_code
+        == 303
+    )
+    representative = login(server, clients, "999990214")
+    page = representative.get("/portaal/gemachtigden").text
+    [invitation] = {m.group(1) for m in INVITATION.finditer(page)}
+    accept = f"/portaal/gemachtigden/uitnodigingen/{invitation}/aanvaarden"
+    assert representative.post(accept, data={"csrf_token": csrf_of(page)}).status_code == 303
+    page = representative.get("/portaal/gemachtigden").text
+    assert "Personen namens wie u optreedt" in page
+    stop = f"/portaal/gemachtigden/namens/{invitation}/stoppen"
+    # Only the representative can stop it this way: the principal (or anyone else) gets "not found".
+    assert (
+        principal.post(
+            stop, data={"csrf_token": csrf_of(principal.get("/portaal/gegevens").text)}
+        ).status_code
+        == 404
+    )
+    stopped = representative.post(stop, data={"csrf_token": csrf_of(page)})
+    assert stopped.status_code == 303 and stopped.headers["location"].endswith("klaar=withdrawn")
+    overview = representative.get("/portaal/gegevens")
+    act = {"principal": f"mandate:{_resident_id(server, '999990202')}", "csrf_token": csrf_of(overview.text)}
+    assert representative.post("/portaal/namens", data=act).status_code == 404
+    assert "Uw gemachtigde stopte op" in principal.get("/portaal/inzage").text
+    assert "U stopte op" in representative.get("/portaal/inzage").text
+    assert "Wacht tot de persoon aanvaardt" not in principal.get("/portaal/gemachtigden").text
