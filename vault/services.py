@@ -24,7 +24,7 @@ from audit import tags
 from audit.schemas import Actor, AuditEvent, TraceContext
 from vault import crypto
 from vault.bsn import is_valid_bsn
-from vault.categories import default_categories
+from vault.categories import default_categories, fed_by_registry
 from vault.errors import (
     AccessDeniedError,
     CategoryNotFoundError,
@@ -834,6 +834,13 @@ class VaultService:
         self, session: Session, ctx: Context, grant: AccessGrant, category: str, data: Any
     ) -> RecordSummary:
         resident = self._granted(session, ctx, grant, tags.RECORD_WRITTEN, category, write=True)
+        stored = session.get(Category, (grant.tenant_id, category))
+        if fed_by_registry(category, stored.json_schema if stored is not None else None):
+            # A base registry's copy (the BRP) is written by its imports only, whatever a purpose
+            # says: a department's version would stand beside the registry's word as if it were it.
+            raise self.deny(
+                session, ctx, grant, tags.RECORD_WRITTEN, "category_from_registry", [category], resident
+            )
         try:
             return self.put_record(
                 session,

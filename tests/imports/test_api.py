@@ -32,13 +32,13 @@ class Api:
     client: AuthenticatedClient
     residents: dict[str, Resident]
 
-    def call(self, method: str, path: str, token: str | None) -> httpx.Response:
+    def call(self, method: str, path: str, token: str | None, body: Any = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
 
         async def go() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
-                return await http.request(method, path, headers=headers)
+                return await http.request(method, path, headers=headers, json=body)
 
         return asyncio.run(go())
 
@@ -237,3 +237,18 @@ def test_the_refresh_is_documented(api: Api) -> None:
     document = api.call("GET", "/api/v1/openapi.json", None).json()
     operation = document["paths"]["/api/v1/records/{category}/refresh"]["post"]
     assert {"200", "401", "403", "404", "502", "503"} <= set(operation["responses"])
+
+
+def test_a_department_may_refresh_the_brp_copy_but_never_write_its_own_version(
+    api: Api, standin: StandinServer
+) -> None:
+    token = api.token(GEZAG_BSN, "basisgegevens", ("brp.persoon",), write=("brp.persoon",))
+    assert api.call("POST", REFRESH, token).status_code == 200
+    current = api.call("GET", "/api/v1/records/brp.persoon", token).json()
+    forged = {**current["data"], "naam": {"voornamen": "Nep", "geslachtsnaam": "Persoon"}}
+    refused = api.call("PUT", "/api/v1/records/brp.persoon", token, forged)
+    assert_problem(refused, 403, "access-denied")
+    [entry] = [e for e in api.kluis.audit(tags.RECORD_WRITTEN) if e["reason"] == "category_from_registry"]
+    assert entry["decision"] == "deny" and entry["categories"] == ["brp.persoon"]
+    after = api.call("GET", "/api/v1/records/brp.persoon", token).json()
+    assert after["version"] == current["version"] and after["data"] == current["data"]
