@@ -122,7 +122,7 @@ def adult_from(geboortedatum: str | None) -> date | None:
         if (born.month, born.day) == (2, 29) and not calendar.isleap(year):
             return date(year, 2, 28)
         return born.replace(year=year)
-    except ValueError:  # not a date, or a year no one is born in (past 9981)
+    except (ValueError, OverflowError):  # not a date, or a year no one is born in (past 9981)
         return None
 
 

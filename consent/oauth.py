@@ -249,7 +249,8 @@ class OAuthServer:
             # Later, a leaked id is worth nothing: the client asks again (the grant stays the
             # resident's to revoke).
             # The resident's approval can then never be used: the grant ends too (audited, by the
-            # system), so their list of permissions shows none that no one can use.
+            # system), so their list of permissions does not keep one that no one can use. (Only
+            # when the department polls late; one that never polls again leaves it to its end.)
             self._end_unfetched(session, ctx, grant)
             self._refuse(session, ctx, client, "auth_req_id_expired", grant, keep=True)
             raise RequestExpiredError
@@ -398,13 +399,18 @@ class OAuthServer:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def _end_unfetched(self, session: Session, ctx: Context, grant: Grant) -> None:
-        """Revoke the grant of an approved request whose token was never fetched (uncommitted)."""
-        if grant.revoked_at is not None:
+        """Revoke the grant of an approved request whose token was never fetched (uncommitted).
+
+        Compare and set: of two late polls on two nodes, or a resident's revoke that crosses it,
+        one ends the grant and writes the entry; the other changes nothing."""
+        ended = session.execute(
+            update(Grant)
+            .where(col(Grant.id) == grant.id, col(Grant.revoked_at).is_(None))
+            .values(revoked_at=ctx.now, revoked_by="system", refresh_hash=None)
+        )
+        if getattr(ended, "rowcount", 0) != 1:
             return
-        grant.revoked_at = ctx.now
-        grant.revoked_by = "system"
-        grant.refresh_hash = None
-        session.add(grant)
+        session.refresh(grant)
         auditing.record(
             session,
             Context(actor=Actor(type="system", id="kluis:consent"), trace=ctx.trace, now=ctx.now),

@@ -93,9 +93,11 @@ def db(db_url: str) -> Iterator[Database]:
         database.dispose()
 
 
-# -- one browser for the whole test session ----------------------------------------------------------
-# Playwright's sync API allows one instance per process, so the portal's and the console's browser
-# tests share this session fixture (defining it twice breaks when xdist runs both in one worker).
+# -- one browser per browser-test module ------------------------------------------------------------
+# Playwright's sync API allows one instance per process at a time and, while it runs, keeps an
+# event loop running in the main thread: any later ``asyncio.run`` in the same process (tests that
+# drive an ASGI app in-process) fails with "cannot be called from a running event loop". So the
+# browser lives for one module and stops with it; the browser modules run one after the other.
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
@@ -108,7 +110,7 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is missing: apt-get install chromium")

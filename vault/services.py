@@ -499,6 +499,18 @@ class VaultService:
         )
         return [RecordSummary(category, v.version, v.created_at, v.source) for v in rows]
 
+    def own_record(self, session: Session, resident: Resident, category: str) -> RecordContent | None:
+        """The resident's current record of ``category``, decrypted (only that one), or None: for
+        the portal's own use on the resident's behalf, not a department's read."""
+        if resident.erased_at is not None:
+            return None
+        try:
+            record = self._record(session, resident, category)
+        except RecordNotFoundError:
+            return None
+        row = session.get(RecordVersion, (record.id, record.current_version))
+        return None if row is None else self.decrypt(resident, record, row)
+
     def all_records(self, session: Session, resident: Resident) -> list[RecordContent]:
         """Every current record, decrypted: for the resident's own export (art. 15/20)."""
         out = []

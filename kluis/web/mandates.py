@@ -79,11 +79,7 @@ def end_mandates_of(session: Session, vault: VaultService, ctx: Context, residen
 
     No row keeps a BSN pseudonym of theirs, or of the people they chose."""
     tenant = col(Mandate.tenant_id) == resident.tenant_id
-    held = session.exec(
-        select(Mandate).where(
-            tenant, col(Mandate.representative_id) == resident.id, col(Mandate.revoked_at).is_(None)
-        )
-    ).all()
+    held = _in_force(session, resident.tenant_id, ctx.now, col(Mandate.representative_id) == resident.id)
     for mandate in held:
         principal = session.get(Resident, mandate.principal_id)
         if principal is not None and principal.erased_at is None:
@@ -219,8 +215,10 @@ class MandateService:
             update(Mandate)
             .where(
                 col(Mandate.id) == mandate.id,
+                col(Mandate.representative_pseudonym) == me.bsn_pseudonym,
                 col(Mandate.accepted_at).is_(None),
                 col(Mandate.revoked_at).is_(None),
+                col(Mandate.valid_until) > ctx.now,
             )
             .values(
                 {"accepted_at": ctx.now, "representative_id": me.id} if accept else {"revoked_at": ctx.now}
@@ -275,8 +273,14 @@ class MandateService:
         principal = session.get(Resident, mandate.principal_id) if mandate is not None else None
         if mandate is None or principal is None:
             raise NotFoundError("no such mandate")
-        mandate.revoked_at = ctx.now
-        session.add(mandate)
+        stopped = session.execute(  # compare and set: a principal's revoke may cross it
+            update(Mandate)
+            .where(col(Mandate.id) == mandate.id, col(Mandate.revoked_at).is_(None))
+            .values(revoked_at=ctx.now)
+        )
+        if getattr(stopped, "rowcount", 0) != 1:
+            session.rollback()
+            raise NotFoundError("no such mandate")
         self.vault.audit(
             session,
             ctx,
@@ -305,12 +309,7 @@ class MandateService:
 
     # -- gezag --------------------------------------------------------------------------------------
     def _brp(self, session: Session, resident: Resident) -> RecordContent | None:
-        if resident.erased_at is not None:
-            return None
-        for content in self.vault.all_records(session, resident):
-            if content.category == BRP_CATEGORY:
-                return content
-        return None
+        return self.vault.own_record(session, resident, BRP_CATEGORY)
 
     def own_brp(self, session: Session, resident: Resident) -> dict[str, Any] | None:
         """The resident's own ``brp.persoon`` record, for the portal's own use (not audited as a
@@ -353,10 +352,13 @@ class MandateService:
             if child.erased_at is not None or child.id == parent.id:
                 continue
             # The earliest day either registry record lets the child be of age: the parent's
-            # ``kinderen`` (absent for a guardian or a third party with gezag) or the child's own.
-            days = [adult_from(born.get(child_bsn)), adult_from(self._registry_birth_date(session, child))]
-            known = [day for day in days if day is not None]
-            if known and today >= min(known):
+            # ``kinderen`` (absent for a guardian or a third party with gezag) or the child's own
+            # (read, and decrypted, only when the parent's record does not settle it already).
+            of_age = adult_from(born.get(child_bsn))
+            if of_age is not None and today >= of_age:
+                continue
+            own = adult_from(self._registry_birth_date(session, child))
+            if own is not None and today >= own:
                 continue
             out.append(Principal(child, GEZAG, names.get(child_bsn), None))
         return out

@@ -213,6 +213,8 @@ def test_download_my_data_is_json_with_records_grants_and_history(
 def test_erasure_needs_two_confirmations_and_ends_every_session(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
+    from tests.portal.conftest import operator
+
     eraser_id = _resident_id(server, ERASER)
     client = login(server, clients, ERASER)
     second_device = login(server, clients, ERASER)
@@ -222,12 +224,13 @@ def test_erasure_needs_two_confirmations_and_ends_every_session(
     assert _appoint(client, token, NOBODY).status_code == 303
     inviter = login(server, clients, ADULT)
     assert _appoint(inviter, csrf_of(inviter.get("/portaal/gemachtigden").text), ERASER).status_code == 303
-    principal = login(server, clients, OTHER)
+    with server.services.db.session() as session:  # a principal of this test alone
+        other_id = server.services.vault.add_resident(session, operator(), server.tenant, "999990275").id
+    principal = login(server, clients, "999990275")
     assert (
         _appoint(principal, csrf_of(principal.get("/portaal/gemachtigden").text), ERASER).status_code == 303
     )
     invitations = client.get("/portaal/gemachtigden").text
-    other_id = _resident_id(server, OTHER)
     with server.services.db.read_session() as session:
         [from_other] = session.execute(
             text(
@@ -703,7 +706,19 @@ def test_a_representative_may_stop_representing_and_the_principal_reads_it(
     page = representative.get("/portaal/gemachtigden").text
     assert "Personen namens wie u optreedt" in page
     stop = f"/portaal/gemachtigden/namens/{invitation}/stoppen"
-    # Only the representative can stop it this way: the principal (or anyone else) gets "not found".
+    # Only the representative can stop it this way: the principal, or another representative of
+    # the same principal, gets "not found".
+    with server.services.db.session() as session:
+        server.services.vault.add_resident(session, operator(), server.tenant, "999990287")
+    principal_page = principal.get("/portaal/gemachtigden").text
+    assert _appoint(principal, csrf_of(principal_page), "999990287").status_code == 303
+    other = login(server, clients, "999990287")
+    other_page = other.get("/portaal/gemachtigden").text
+    [theirs] = {m.group(1) for m in INVITATION.finditer(other_page)}
+    accept_theirs = f"/portaal/gemachtigden/uitnodigingen/{theirs}/aanvaarden"
+    assert other.post(accept_theirs, data={"csrf_token": csrf_of(other_page)}).status_code == 303
+    other_token = csrf_of(other.get("/portaal/gemachtigden").text)
+    assert other.post(stop, data={"csrf_token": other_token}).status_code == 404
     assert (
         principal.post(
             stop, data={"csrf_token": csrf_of(principal.get("/portaal/gegevens").text)}
