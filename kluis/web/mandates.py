@@ -244,25 +244,15 @@ class MandateService:
         return mandate
 
     def revoke(self, session: Session, ctx: Context, principal: Resident, mandate_id: str) -> None:
+        """The principal stops a mandate (or a waiting invitation) of theirs."""
         mandate = session.get(Mandate, mandate_id)
         if (
             mandate is None
             or mandate.principal_id != principal.id
             or mandate.tenant_id != principal.tenant_id
-            or mandate.revoked_at is not None
         ):
             raise NotFoundError("no such mandate")
-        mandate.revoked_at = ctx.now
-        session.add(mandate)
-        self.vault.audit(
-            session,
-            ctx,
-            principal.tenant_id,
-            tags.REPRESENTATIVE_REVOKED,
-            resident=principal,
-            details={"mandate": mandate.id},
-        )
-        session.commit()
+        self._stop(session, ctx, mandate, principal, details={"mandate": mandate.id})
 
     def withdraw(self, session: Session, ctx: Context, representative: Resident, mandate_id: str) -> None:
         """The representative stops acting for the principal (their agreement is theirs to take
@@ -273,7 +263,26 @@ class MandateService:
         principal = session.get(Resident, mandate.principal_id) if mandate is not None else None
         if mandate is None or principal is None:
             raise NotFoundError("no such mandate")
-        stopped = session.execute(  # compare and set: a principal's revoke may cross it
+        details: dict[str, str | int | bool | None] = {
+            "mandate": mandate.id,
+            "representative": representative.audit_pseudonym,
+        }
+        self._stop(session, ctx, mandate, principal, reason="representative_withdrew", details=details)
+
+    def _stop(
+        self,
+        session: Session,
+        ctx: Context,
+        mandate: Mandate,
+        principal: Resident,
+        *,
+        details: dict[str, str | int | bool | None],
+        reason: str | None = None,
+    ) -> None:
+        """End ``mandate`` with its entry in the principal's trail, committed. A compare and set:
+        of a principal's revoke and a representative's withdrawal that cross, one ends it and
+        the other finds no such mandate."""
+        stopped = session.execute(
             update(Mandate)
             .where(col(Mandate.id) == mandate.id, col(Mandate.revoked_at).is_(None))
             .values(revoked_at=ctx.now)
@@ -287,8 +296,8 @@ class MandateService:
             principal.tenant_id,
             tags.REPRESENTATIVE_REVOKED,
             resident=principal,
-            reason="representative_withdrew",
-            details={"mandate": mandate.id, "representative": representative.audit_pseudonym},
+            reason=reason,
+            details=details,
         )
         session.commit()
 

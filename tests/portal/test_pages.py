@@ -213,7 +213,6 @@ def test_download_my_data_is_json_with_records_grants_and_history(
 def test_erasure_needs_two_confirmations_and_ends_every_session(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
-    from tests.portal.conftest import operator
 
     eraser_id = _resident_id(server, ERASER)
     client = login(server, clients, ERASER)
@@ -224,8 +223,7 @@ def test_erasure_needs_two_confirmations_and_ends_every_session(
     assert _appoint(client, token, NOBODY).status_code == 303
     inviter = login(server, clients, ADULT)
     assert _appoint(inviter, csrf_of(inviter.get("/portaal/gemachtigden").text), ERASER).status_code == 303
-    with server.services.db.session() as session:  # a principal of this test alone
-        other_id = server.services.vault.add_resident(session, operator(), server.tenant, "999990275").id
+    [other_id] = _own_residents(server, "999990275")  # a principal of this test alone
     principal = login(server, clients, "999990275")
     assert (
         _appoint(principal, csrf_of(principal.get("/portaal/gemachtigden").text), ERASER).status_code == 303
@@ -304,6 +302,14 @@ def test_a_parent_with_gezag_can_act_for_their_child(server: LiveServer, clients
 
 INVITATION = re.compile(r"/portaal/gemachtigden/uitnodigingen/([0-9a-f]{32})/(aanvaarden|weigeren)")
 NOBODY = "999990160"  # a valid BSN without a vault in the portal's municipality
+
+
+def _own_residents(server: LiveServer, *bsns: str) -> list[str]:
+    """Residents of one test alone (the session's server is shared, and other tests erase theirs)."""
+    from tests.portal.conftest import operator
+
+    with server.services.db.session() as session:
+        return [server.services.vault.add_resident(session, operator(), server.tenant, b).id for b in bsns]
 
 
 def _appoint(client: httpx.Client, token: str, bsn: str, scope: str = "view") -> httpx.Response:
@@ -401,12 +407,7 @@ def test_appointing_does_not_tell_whether_a_bsn_has_a_vault(
 def test_a_declined_invitation_is_gone_and_the_principal_sees_it(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
-    from tests.portal.conftest import operator
-
-    # Residents of this test alone (the session's server is shared; others erase theirs).
-    with server.services.db.session() as session:
-        for bsn in ("999990226", "999990238"):
-            server.services.vault.add_resident(session, operator(), server.tenant, bsn)
+    _own_residents(server, "999990226", "999990238")
     principal = login(server, clients, "999990226")
     token = csrf_of(principal.get("/portaal/gemachtigden").text)
     assert _appoint(principal, token, "999990238", scope="decide").status_code == 303
@@ -688,11 +689,7 @@ def test_an_invitation_is_answered_once_even_when_two_answers_cross(
 def test_a_representative_may_stop_representing_and_the_principal_reads_it(
     server: LiveServer, clients: list[httpx.Client]
 ) -> None:
-    from tests.portal.conftest import operator
-
-    with server.services.db.session() as session:
-        for bsn in ("999990202", "999990214"):
-            server.services.vault.add_resident(session, operator(), server.tenant, bsn)
+    _own_residents(server, "999990202", "999990214")
     principal = login(server, clients, "999990202")
     assert (
         _appoint(principal, csrf_of(principal.get("/portaal/gemachtigden").text), "999990214").status_code
@@ -708,8 +705,7 @@ def test_a_representative_may_stop_representing_and_the_principal_reads_it(
     stop = f"/portaal/gemachtigden/namens/{invitation}/stoppen"
     # Only the representative can stop it this way: the principal, or another representative of
     # the same principal, gets "not found".
-    with server.services.db.session() as session:
-        server.services.vault.add_resident(session, operator(), server.tenant, "999990287")
+    _own_residents(server, "999990287")
     principal_page = principal.get("/portaal/gemachtigden").text
     assert _appoint(principal, csrf_of(principal_page), "999990287").status_code == 303
     other = login(server, clients, "999990287")
