@@ -28,7 +28,6 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from audit import tags
-from audit.schemas import Actor
 from consent import auditing
 from consent.assertions import ALGORITHMS as ASSERTION_ALGORITHMS
 from consent.dpop import MAX_AGE_SECONDS as DPOP_MAX_AGE_SECONDS
@@ -249,9 +248,9 @@ class OAuthServer:
             # Later, a leaked id is worth nothing: the client asks again (the grant stays the
             # resident's to revoke).
             # The resident's approval can then never be used: the grant ends too (audited, by the
-            # system), so their list of permissions does not keep one that no one can use. (Only
-            # when the department polls late; one that never polls again leaves it to its end.)
-            self._end_unfetched(session, ctx, grant)
+            # system), so their list of permissions does not keep one that no one can use. (A
+            # department that never polls again: housekeeping's end_unfetched sweep.)
+            self.requests.end_unfetched_grant(session, ctx.trace, ctx.now, grant)
             self._refuse(session, ctx, client, "auth_req_id_expired", grant, keep=True)
             raise RequestExpiredError
         reason = self._unusable(session, grant, ctx.now)
@@ -397,31 +396,6 @@ class OAuthServer:
             tenant_id, b"kluis-pairwise-v1:" + department_id.encode() + b":" + resident_id.encode()
         )
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-    def _end_unfetched(self, session: Session, ctx: Context, grant: Grant) -> None:
-        """Revoke the grant of an approved request whose token was never fetched (uncommitted).
-
-        Compare and set: of two late polls on two nodes, or a resident's revoke that crosses it,
-        one ends the grant and writes the entry; the other changes nothing."""
-        ended = session.execute(
-            update(Grant)
-            .where(col(Grant.id) == grant.id, col(Grant.revoked_at).is_(None))
-            .values(revoked_at=ctx.now, revoked_by="system", refresh_hash=None)
-        )
-        if getattr(ended, "rowcount", 0) != 1:
-            return
-        session.refresh(grant)
-        auditing.record(
-            session,
-            Context(actor=Actor(type="system", id="kluis:consent"), trace=ctx.trace, now=ctx.now),
-            grant.tenant_id,
-            tags.GRANT_REVOKED,
-            resident=session.get(Resident, grant.resident_id),
-            grant=grant,
-            categories=grant.categories,
-            reason="auth_req_id_expired",
-            details={"revoked_by": "system"},
-        )
 
     def _refuse(
         self,

@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from audit import tags
+from audit.schemas import Actor, TraceContext
 from consent import auditing
 from consent.errors import (
     GrantNotFoundError,
@@ -393,6 +394,56 @@ class ConsentService:
         purpose = session.get(Purpose, (grant.tenant_id, grant.purpose_code))
         assert department is not None and purpose is not None
         return _grant_view(grant, department, purpose, ctx.now)
+
+    def end_unfetched_grant(self, session: Session, trace: TraceContext, now: datetime, grant: Grant) -> bool:
+        """Revoke, by the system and audited, the grant of an approved request whose token was never
+        fetched within the request's ``expires_in`` and one poll interval: no token can come of it
+        any more (uncommitted). A compare and set: of two late polls, a sweep on two nodes, or a
+        resident's revoke that crosses it, one ends the grant and writes the entry; False for the
+        others."""
+        ended = session.execute(
+            update(Grant)
+            .where(col(Grant.id) == grant.id, col(Grant.revoked_at).is_(None))
+            .values(revoked_at=now, revoked_by="system", refresh_hash=None)
+        )
+        if getattr(ended, "rowcount", 0) != 1:
+            return False
+        session.refresh(grant)
+        auditing.record(
+            session,
+            Context(actor=Actor(type="system", id="kluis:consent"), trace=trace, now=now),
+            grant.tenant_id,
+            tags.GRANT_REVOKED,
+            resident=session.get(Resident, grant.resident_id),
+            grant=grant,
+            categories=grant.categories,
+            reason="auth_req_id_expired",
+            details={"revoked_by": "system"},
+        )
+        return True
+
+    def end_unfetched(self, session: Session, now: datetime) -> int:
+        """``end_unfetched_grant`` for every grant whose department never came back for its token
+        (housekeeping: the late poll does it too, but a department may never poll again); each in
+        its own transaction. The number ended."""
+        rows = session.exec(
+            select(Grant, ConsentRequest)
+            .join(ConsentRequest, col(ConsentRequest.id) == col(Grant.request_id))
+            .where(
+                col(Grant.revoked_at).is_(None),
+                col(ConsentRequest.status) == "approved",
+                col(ConsentRequest.token_issued_at).is_(None),
+                col(ConsentRequest.expires_at) < now,
+            )
+        ).all()
+        ended = 0
+        for grant, request in rows:
+            if now < request.expires_at + timedelta(seconds=request.interval):
+                continue
+            if self.end_unfetched_grant(session, TraceContext.new(), now, grant):
+                ended += 1
+            session.commit()
+        return ended
 
     def expire(self, session: Session, ctx: Context, row: ConsentRequest) -> None:
         """Mark a pending request past its ``expires_at`` as expired, audited (in the caller's

@@ -65,7 +65,7 @@ async def purge_periodically(services: Services) -> None:
             log.warning("housekeeping failed: %s", type(exc).__name__)
             continue
         if purged.total:
-            log.info("housekeeping deleted expired rows: %s", purged.as_dict())
+            log.info("housekeeping: %s", purged.as_dict())
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastLaneApp:

@@ -13,12 +13,17 @@ Three tables only ever grow on their own, and none of their rows is of use after
 
 Each node runs ``housekeep`` every ``KLUIS_HOUSEKEEPING_INTERVAL_SECONDS`` (``kluis.app``);
 ``kluis purge-expired`` does the same from cron. The deletes are idempotent, so several nodes may run
-them at once. Nothing here touches a vault, a grant or the audit log (append-only by design).
+them at once. They touch no vault and no audit entry (the log is append-only by design).
+
+One more thing ``housekeep`` does that is not a delete: a grant whose department never came back
+for its token within the approved request's lifetime can never be used, yet the resident would
+see it as active until its end; ``ConsentService.end_unfetched`` revokes such grants, by the system
+and audited each (a compare-and-set, so several nodes may run it at once too).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from sqlmodel import delete
@@ -31,18 +36,23 @@ from kluis.wiring import Services
 
 @dataclass(frozen=True, slots=True)
 class Purged:
-    """How many rows each table lost."""
+    """How many rows each table lost (and, not a delete, how many unfetched grants ended)."""
 
     portal_sessions: int
     used_assertions: int
     revoked_tokens: int
+    unfetched_grants_ended: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def deleted(self) -> dict[str, int]:
+        """The deletes only, by table (``/metrics``: ``kluis_purged_rows_total``)."""
+        return {k: v for k, v in self.as_dict().items() if k != "unfetched_grants_ended"}
+
     @property
     def total(self) -> int:
-        return self.portal_sessions + self.used_assertions + self.revoked_tokens
+        return sum(self.as_dict().values())
 
 
 def purge_expired(db: Database, sessions: SessionStore, now: datetime) -> Purged:
@@ -62,5 +72,7 @@ def purge_expired(db: Database, sessions: SessionStore, now: datetime) -> Purged
 def housekeep(services: Services, now: datetime) -> Purged:
     """``purge_expired`` with the configured session lifetimes, counted on ``/metrics``."""
     purged = purge_expired(services.db, SessionStore.configured(services.db, services.settings), now)
-    services.metrics.purged(purged.as_dict())
-    return purged
+    services.metrics.purged(purged.deleted())
+    with services.db.session() as session:
+        ended = services.consent.end_unfetched(session, now)
+    return replace(purged, unfetched_grants_ended=ended)

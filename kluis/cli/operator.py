@@ -44,7 +44,8 @@ def init(as_json: JsonOpt = False) -> None:
 
 
 def purge_expired(as_json: JsonOpt = False) -> None:
-    """Delete expired portal sessions, used client assertions and DPoP proofs, and revoked tokens.
+    """Delete expired portal sessions, used client assertions and DPoP proofs, and revoked tokens;
+    end the grants whose department never fetched their token in time (audited).
 
     Every running node does this once an hour (KLUIS_HOUSEKEEPING_INTERVAL_SECONDS); this command is
     for cron, or for nodes where that is switched off. Safe to run at any time, on any node.
@@ -54,11 +55,13 @@ def purge_expired(as_json: JsonOpt = False) -> None:
 
     with services() as svc:
         purged = housekeep(svc, utcnow())
-    counts = purged.as_dict()
+    counts = purged.deleted()
     emit(
         as_json,
-        {"status": "ok", "purged": counts},
-        "deleted: " + ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items()),
+        {"status": "ok", "purged": counts, "ended": {"unfetched_grants": purged.unfetched_grants_ended}},
+        "deleted: "
+        + ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items())
+        + f"; ended {purged.unfetched_grants_ended} unfetched grants",
     )
 
 

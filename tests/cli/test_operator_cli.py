@@ -200,11 +200,16 @@ def test_purge_expired_deletes_only_what_expired(town: Path, monkeypatch, capsys
     assert json.loads(out) == {
         "status": "ok",
         "purged": {"portal_sessions": 0, "used_assertions": 1, "revoked_tokens": 0},
+        "ended": {"unfetched_grants": 0},
     }
     with sqlite3.connect(town / "kluis.db") as conn:
         assert [r[0] for r in conn.execute("SELECT jti FROM consent_used_assertion")] == ["new"]
     code, out, _ = run(monkeypatch, capsys, town, "purge-expired")
-    assert code == 0 and out.strip() == "deleted: 0 portal sessions, 0 used assertions, 0 revoked tokens"
+    assert (
+        out.strip()
+        == "deleted: 0 portal sessions, 0 used assertions, 0 revoked tokens; ended 0 unfetched grants"
+    )
+    assert code == 0
 
 
 def test_the_operator_is_the_account_that_runs_the_command_not_what_the_environment_claims(

@@ -115,3 +115,30 @@ def test_housekeep_counts_on_metrics_and_runs_periodically(tmp_path: Path):
         assert stored(services.db)[1] == set()
     finally:
         services.close()
+
+
+def test_a_grant_whose_token_was_never_fetched_ends_once_its_request_has_expired(
+    db: Database, consent: ConsentServices, clock: Clock, town: Town
+):
+    from tests.consent.conftest import audit_rows
+    from tests.consent.test_flow import approve, ask, pending_id, poll
+
+    client = town.clients["inkomen"]
+    fetched = ask(db, consent, clock, client, requested_expiry=120)
+    approve(db, consent, clock, town.principal(), pending_id(db, consent, clock, town.principal()))
+    clock.advance(seconds=3)
+    poll(db, consent, clock, client, fetched)  # this one's token was fetched
+    ask(db, consent, clock, client, requested_expiry=120)
+    approve(db, consent, clock, town.principal(), pending_id(db, consent, clock, town.principal()))
+    # The department never comes back for the second. Within its lifetime nothing happens:
+    with db.session() as s:
+        assert consent.requests.end_unfetched(s, clock()) == 0
+    clock.advance(seconds=130)
+    with db.session() as s:
+        assert consent.requests.end_unfetched(s, clock()) == 1
+        assert consent.requests.end_unfetched(s, clock()) == 0  # done once
+    with db.read_session() as s:
+        statuses = sorted(v.status for v in consent.requests.grants(s, town.principal(), clock()).items)
+    assert statuses == ["active", "revoked"]
+    ended = [r for r in audit_rows(db, town.tenant.id) if r["name"] == "consent:grant:revoked"]
+    assert [(r["reason"], r["actor"]["type"]) for r in ended] == [("auth_req_id_expired", "system")]
