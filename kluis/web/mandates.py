@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy import ColumnElement, func, or_, update
 from sqlmodel import Session, col, select
 
 from audit import tags
@@ -34,6 +34,7 @@ from vault.services import DEPARTMENT_SOURCE, Context, VaultService, new_id
 BRP_CATEGORY = "brp.persoon"
 MAX_MANDATE = timedelta(days=5 * 366)
 MAX_OPEN_INVITATIONS = 10
+MAX_INVITATIONS_PER_DAY = 20
 
 
 def _scope(mandate: Mandate) -> str:
@@ -155,6 +156,18 @@ class MandateService:
             raise MandateError(
                 N_("Too many of your invitations are still waiting. Stop one before you invite someone else.")
             )
+        # ... and a day's count bounds how many people stopping and inviting again reaches.
+        today = session.exec(
+            select(func.count())
+            .select_from(Mandate)
+            .where(
+                col(Mandate.tenant_id) == principal.tenant_id,
+                col(Mandate.principal_id) == principal.id,
+                col(Mandate.created_at) > ctx.now - timedelta(days=1),
+            )
+        ).one()
+        if today >= MAX_INVITATIONS_PER_DAY:
+            raise MandateError(N_("You have invited many people today. Try again tomorrow."))
         # No look-up of the BSN: the answer is the same whether or not it has a vault here. The
         # person it belongs to sees the invitation when they log in, and accepts or declines it.
         mandate = Mandate(

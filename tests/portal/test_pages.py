@@ -402,6 +402,23 @@ def test_appointing_does_not_tell_whether_a_bsn_has_a_vault(
         assert _appoint(principal, token, NOBODY).status_code == 303
     eleventh = _appoint(principal, token, NOBODY)
     assert eleventh.status_code == 400 and "Te veel van uw uitnodigingen wachten nog" in eleventh.text
+    # Stopping them and inviting others again reaches at most twenty people a day.
+    for mandate_id in re.findall(r"/portaal/gemachtigden/([0-9a-f]{32})/intrekken", eleventh.text):
+        stop = f"/portaal/gemachtigden/{mandate_id}/intrekken"
+        assert principal.post(stop, data={"csrf_token": token}).status_code == 303
+    for _ in range(10):
+        assert _appoint(principal, token, NOBODY).status_code == 303
+        [mandate_id] = re.findall(
+            r"/portaal/gemachtigden/([0-9a-f]{32})/intrekken", principal.get("/portaal/gemachtigden").text
+        )
+        assert (
+            principal.post(
+                f"/portaal/gemachtigden/{mandate_id}/intrekken", data={"csrf_token": token}
+            ).status_code
+            == 303
+        )
+    tomorrow = _appoint(principal, token, NOBODY)
+    assert tomorrow.status_code == 400 and "vandaag al veel mensen uitgenodigd" in tomorrow.text
 
 
 def test_a_declined_invitation_is_gone_and_the_principal_sees_it(
