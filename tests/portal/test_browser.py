@@ -75,13 +75,44 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(
         page.goto(path)
         found[path] = serious_violations(page)
     dev_login(page, OTHER)
+    _representation_for(server, OTHER)  # the representatives page with every section it can show
     pages = PAGES + (CONSENT_PAGES if hasattr(server.services, "consent") else [])
     for path in pages:
         response = page.goto(path)
         assert response is not None and response.status == 200, path
         assert page.locator("html").get_attribute("lang") == locale[:2]
+        if path == "/portaal/gemachtigden":  # with invitations, people represented, own mandates
+            assert page.locator("#uitnodigingen").count() == page.locator("#namens-wie").count() == 1
+            assert page.get_by_role("button").count() >= 5
         found[path] = serious_violations(page)
     assert {path: v for path, v in found.items() if v} == {}
+
+
+def _representation_for(server: LiveServer, bsn: str) -> None:
+    """``bsn`` invited by one resident, representing another, and inviting a third (once)."""
+    from datetime import timedelta
+
+    from kluis.web.mandates import MandateService
+    from kluis.wiring import utcnow
+    from tests.portal.conftest import operator
+    from vault.errors import NotFoundError
+
+    vault, mandates = server.services.vault, MandateService(server.services.vault)
+    until = utcnow() + timedelta(days=30)
+    with server.services.db.session() as session:
+        try:
+            vault.resident_by_bsn(session, server.tenant.id, "999990299")
+            return  # done by an earlier run of this test
+        except NotFoundError:
+            pass
+        inviter = vault.add_resident(session, operator(), server.tenant, "999990299")
+        principal = vault.add_resident(session, operator(), server.tenant, "999990305")
+        me = vault.resident_by_bsn(session, server.tenant.id, bsn)
+        mandates.appoint(session, operator(), inviter, bsn, may_decide=True, valid_until=until)
+        mandates.appoint(session, operator(), principal, bsn, may_decide=False, valid_until=until)
+        accepted = [m for m in mandates.invitations(session, me, utcnow()) if m.principal_id == principal.id]
+        mandates.answer_invitation(session, operator(), me, accepted[0].id, accept=True)
+        mandates.appoint(session, operator(), me, "999990299", may_decide=False, valid_until=until)
 
 
 def test_works_on_a_320_px_wide_screen_without_sideways_scrolling(page_for: Any) -> None:
