@@ -57,7 +57,7 @@ class Refusal:
     @classmethod
     def of_access(cls, grant: AccessGrant, error: Exception, reason: str) -> Refusal:
         """A refusal of a request whose token was verified and whose grant is live, for a reason
-        of the request itself (its DPoP proof, its client's rate limit)."""
+        of the request itself (its DPoP proof, its scheme)."""
         return cls(
             error,
             reason,

@@ -79,15 +79,8 @@ async def resolve_grant(
         # DPoP scheme is only for bound tokens. (The proof itself is checked by the data API.)
         bound = outcome.dpop_jkt is not None
         if bound != (scheme == "dpop"):
-            outcome = Refusal(
-                InvalidTokenError("token_scheme_mismatch"),
-                "token_scheme_mismatch",
-                verified=True,
-                tenant_id=outcome.tenant_id,
-                client_id=outcome.client_id,
-                grant_id=outcome.grant_id,
-                token_hash=outcome.token_hash,
-            )
+            reason = "token_scheme_mismatch"
+            outcome = Refusal.of_access(outcome, InvalidTokenError(reason), reason)
     if isinstance(outcome, Refusal):
         await record_refusal(services, trace, now, outcome)
         raise outcome.error
