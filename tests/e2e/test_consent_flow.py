@@ -610,6 +610,7 @@ def _dpop_flow(kluis_instance: LiveKluis, town: Town, dept: Department, client_i
     access = tokens["access_token"]
     as_bearer = dept.http.get(records, headers={"Authorization": f"Bearer {access}"})
     problem(as_bearer, 401)  # a bound token is never a bearer token
+    assert audit_reasons(kluis_instance, town, "consent:token:refused")[-1] == "token_scheme_mismatch"
     proof = dpop_proof(key, "GET", records, access)
     bound = dept.http.get(records, headers={"Authorization": f"DPoP {access}", "DPoP": proof})
     assert bound.status_code == 200, bound.text
