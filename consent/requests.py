@@ -401,9 +401,17 @@ class ConsentService:
         any more (uncommitted). A compare and set: of two late polls, a sweep on two nodes, or a
         resident's revoke that crosses it, one ends the grant and writes the entry; False for the
         others."""
+        never_fetched = select(ConsentRequest.id).where(
+            col(ConsentRequest.id) == grant.request_id, col(ConsentRequest.token_issued_at).is_(None)
+        )
         ended = session.execute(
             update(Grant)
-            .where(col(Grant.id) == grant.id, col(Grant.revoked_at).is_(None))
+            .where(
+                col(Grant.id) == grant.id,
+                col(Grant.revoked_at).is_(None),
+                # ... and a poll that claimed the token meanwhile wins: its grant stays.
+                col(Grant.request_id).in_(never_fetched),
+            )
             .values(revoked_at=now, revoked_by="system", refresh_hash=None)
         )
         if getattr(ended, "rowcount", 0) != 1:
@@ -422,27 +430,33 @@ class ConsentService:
         )
         return True
 
-    def end_unfetched(self, session: Session, now: datetime) -> int:
-        """``end_unfetched_grant`` for every grant whose department never came back for its token
-        (housekeeping: the late poll does it too, but a department may never poll again); each in
-        its own transaction. The number ended."""
-        rows = session.exec(
+    def end_unfetched(self, reader: Session, writer: Session, now: datetime) -> int:
+        """``end_unfetched_grant`` for every grant still running whose department never came back
+        for its token (housekeeping: the late poll does it too, but a department may never poll
+        again): found in ``reader`` (no write lock held for the search), each ended in its own
+        transaction of ``writer``. Grants that ended on their own, or of an erased resident, stay as
+        they are. The number ended."""
+        rows = reader.exec(
             select(Grant, ConsentRequest)
             .join(ConsentRequest, col(ConsentRequest.id) == col(Grant.request_id))
+            .join(Resident, col(Resident.id) == col(Grant.resident_id))
             .where(
                 col(Grant.revoked_at).is_(None),
+                col(Grant.valid_until) > now,
+                col(Resident.erased_at).is_(None),
                 col(ConsentRequest.status) == "approved",
                 col(ConsentRequest.token_issued_at).is_(None),
                 col(ConsentRequest.expires_at) < now,
             )
         ).all()
         ended = 0
-        for grant, request in rows:
+        for found, request in rows:
             if now < request.expires_at + timedelta(seconds=request.interval):
                 continue
-            if self.end_unfetched_grant(session, TraceContext.new(), now, grant):
+            grant = writer.get(Grant, found.id)
+            if grant is not None and self.end_unfetched_grant(writer, TraceContext.new(), now, grant):
                 ended += 1
-            session.commit()
+            writer.commit()
         return ended
 
     def expire(self, session: Session, ctx: Context, row: ConsentRequest) -> None:

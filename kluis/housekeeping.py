@@ -73,6 +73,6 @@ def housekeep(services: Services, now: datetime) -> Purged:
     """``purge_expired`` with the configured session lifetimes, counted on ``/metrics``."""
     purged = purge_expired(services.db, SessionStore.configured(services.db, services.settings), now)
     services.metrics.purged(purged.deleted())
-    with services.db.session() as session:
-        ended = services.consent.end_unfetched(session, now)
+    with services.db.read_session() as reader, services.db.session() as writer:
+        ended = services.consent.end_unfetched(reader, writer, now)
     return replace(purged, unfetched_grants_ended=ended)

@@ -131,14 +131,21 @@ def test_a_grant_whose_token_was_never_fetched_ends_once_its_request_has_expired
     ask(db, consent, clock, client, requested_expiry=120)
     approve(db, consent, clock, town.principal(), pending_id(db, consent, clock, town.principal()))
     # The department never comes back for the second. Within its lifetime nothing happens:
-    with db.session() as s:
-        assert consent.requests.end_unfetched(s, clock()) == 0
+    with db.read_session() as r, db.session() as w:
+        assert consent.requests.end_unfetched(r, w, clock()) == 0
     clock.advance(seconds=130)
-    with db.session() as s:
-        assert consent.requests.end_unfetched(s, clock()) == 1
-        assert consent.requests.end_unfetched(s, clock()) == 0  # done once
+    with db.read_session() as r, db.session() as w:
+        assert consent.requests.end_unfetched(r, w, clock()) == 1
+    with db.read_session() as r, db.session() as w:
+        assert consent.requests.end_unfetched(r, w, clock()) == 0  # done once
+    # A grant that ended on its own is left as it is (its status stays "expired", no entry today).
+    ask(db, consent, clock, client, requested_expiry=120)
+    approve(db, consent, clock, town.principal(), pending_id(db, consent, clock, town.principal()))
+    clock.advance(days=400)
+    with db.read_session() as r, db.session() as w:
+        assert consent.requests.end_unfetched(r, w, clock()) == 0
     with db.read_session() as s:
         statuses = sorted(v.status for v in consent.requests.grants(s, town.principal(), clock()).items)
-    assert statuses == ["active", "revoked"]
+    assert statuses == ["expired", "expired", "revoked"]  # the third ended on its own, unrevoked
     ended = [r for r in audit_rows(db, town.tenant.id) if r["name"] == "consent:grant:revoked"]
     assert [(r["reason"], r["actor"]["type"]) for r in ended] == [("auth_req_id_expired", "system")]
