@@ -81,11 +81,11 @@ SENTENCES = {
     tags.REPRESENTATIVE_ACTING: N_("%(who)s started acting on your behalf on %(when)s."),
 }
 # A mandate that ended without the principal: (the principal's sentence, the one who ended it).
+ERASED_REPRESENTATIVE = N_(
+    "A representative of yours had their vault erased on %(when)s; they no longer act for you."
+)
 REVOCATIONS = {
-    "representative_erased": (
-        N_("A representative of yours had their vault erased on %(when)s; they no longer act for you."),
-        N_("A representative of yours had their vault erased on %(when)s; they no longer act for you."),
-    ),
+    "representative_erased": (ERASED_REPRESENTATIVE, ERASED_REPRESENTATIVE),
     "representative_withdrew": (
         N_("Your representative stopped acting for you on %(when)s."),
         N_("You stopped representing someone on %(when)s."),

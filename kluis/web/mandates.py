@@ -28,7 +28,6 @@ from kluis.web.labels import N_
 from kluis.web.models import Mandate
 from vault.errors import InvalidInputError, NotFoundError, ResidentErasedError
 from vault.models import Resident
-from vault.schemas import RecordContent
 from vault.services import DEPARTMENT_SOURCE, Context, VaultService, new_id
 
 BRP_CATEGORY = "brp.persoon"
@@ -330,29 +329,35 @@ class MandateService:
         )
 
     # -- gezag --------------------------------------------------------------------------------------
-    def _brp(self, session: Session, resident: Resident) -> RecordContent | None:
-        return self.vault.own_record(session, resident, BRP_CATEGORY)
-
     def own_brp(self, session: Session, resident: Resident) -> dict[str, Any] | None:
         """The resident's own ``brp.persoon`` record, for the portal's own use (not audited as a
         read: the data goes to no one but the resident it is about)."""
-        content = self._brp(session, resident)
+        content = self.vault.own_record(session, resident, BRP_CATEGORY)
         return None if content is None else content.data
+
+    def _registry_brp(self, session: Session, resident: Resident) -> dict[str, Any] | None:
+        """``resident``'s ``brp.persoon`` if its current version came from the registry (an import,
+        the operator, the demo), never a department's: the one rule for what authority and age
+        are read from."""
+        content = self.vault.own_record(session, resident, BRP_CATEGORY)
+        if content is None or content.source.startswith(DEPARTMENT_SOURCE):
+            return None
+        return content.data
 
     def children_with_gezag(self, session: Session, parent: Resident, now: datetime) -> list[Principal]:
         """The minors over whom the BRP says ``parent`` holds authority and who have a vault.
 
-        A child stops being one on their eighteenth birthday, by the birth date the parent's record
-        gives (``kinderen``), not at the next import from the BRP that drops the relation.
+        A child stops being one on their eighteenth birthday, by the earlier of the birth dates in
+        the parent's ``kinderen`` and the child's own registry record, not at the next import from
+        the BRP that drops the relation.
 
         Only a version that came from the registry counts (an import, the operator, the demo): a
         department with a write grant on ``brp.persoon`` could otherwise write a gezag relation
         over anyone into a resident's record and so give them that person's vault. A department's
         version gives no authority until the next import from the BRP replaces it."""
-        content = self._brp(session, parent)
-        if content is None or content.source.startswith(DEPARTMENT_SOURCE):
+        record = self._registry_brp(session, parent)
+        if record is None:
             return []
-        record = content.data
         try:
             relations = gezag_relations(record)
             parent_bsn = self.vault.reveal_bsn(parent)
@@ -388,10 +393,7 @@ class MandateService:
     def _registry_birth_date(self, session: Session, resident: Resident) -> str | None:
         """The birth date in ``resident``'s own ``brp.persoon``, if the registry gave that version (a
         department's write could otherwise make an adult a minor again)."""
-        content = self._brp(session, resident)
-        if content is None or content.source.startswith(DEPARTMENT_SOURCE):
-            return None
-        geboorte = content.data.get("geboorte")
+        geboorte = (self._registry_brp(session, resident) or {}).get("geboorte")
         datum = geboorte.get("datum") if isinstance(geboorte, dict) else None
         return datum if isinstance(datum, str) else None
 
